@@ -1,0 +1,1 @@
+"""nemotron: the Nemotron 3 Super recipe on Slurm through NeMo-Run."""
