@@ -1,0 +1,41 @@
+"""Where nemotron keeps its state on the submit side (and, on a shared filesystem, on the nodes).
+
+Everything lives under one home so a test (or a user) can point ``NEMOTRON_HOME`` elsewhere and get
+a clean world: job directories, the local artifact registry, stage outputs and NeMo-Run's own home.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+"""The checkout this package runs from (configs/ and recipes/ live here)."""
+
+CONFIGS_DIR = REPO_ROOT / "configs"
+RECIPES_DIR = REPO_ROOT / "recipes"
+
+
+def nemotron_home() -> Path:
+    """Root of all submit-side state: ``$NEMOTRON_HOME`` or ``~/.nemotron``."""
+    return Path(os.environ.get("NEMOTRON_HOME") or Path.home() / ".nemotron").expanduser()
+
+
+def jobs_root() -> Path:
+    """One directory per submitted job/experiment (job.yaml, train.yaml, logs)."""
+    return nemotron_home() / "jobs"
+
+
+def default_artifacts_root() -> Path:
+    """The local artifact registry when env.toml has no ``[artifacts] root``."""
+    return nemotron_home() / "artifacts"
+
+
+def default_outputs_root() -> Path:
+    """Where stages write their outputs (checkpoints, shards) unless configured otherwise."""
+    return nemotron_home() / "outputs"
+
+
+def nemorun_home() -> Path:
+    """NeMo-Run's home. It reads NEMORUN_HOME at import time, so set it before importing nemo_run."""
+    return Path(os.environ.get("NEMORUN_HOME") or nemotron_home() / "nemorun")
