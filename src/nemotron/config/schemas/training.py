@@ -43,7 +43,9 @@ class ModelSection(Strict):
             )
         bad = set(self.hybrid_pattern) - set("ME*-")
         if bad:
-            raise ValueError(f"model.hybrid_pattern may only contain M, E, * and - (found {''.join(sorted(bad))})")
+            raise ValueError(
+                f"model.hybrid_pattern may only contain M, E, * and - (found {''.join(sorted(bad))})"
+            )
         if self.moe_router_topk > self.num_moe_experts:
             raise ValueError("model.moe_router_topk cannot exceed model.num_moe_experts")
         return self
@@ -112,7 +114,9 @@ class LoraSection(Strict):
     rank: PositiveInt = 16
     alpha: PositiveInt = 32
     dropout: float = Field(0.0, ge=0, lt=1)
-    target_modules: list[str] = Field(default_factory=lambda: ["linear_qkv", "linear_proj", "in_proj", "out_proj"])
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["linear_qkv", "linear_proj", "in_proj", "out_proj"]
+    )
 
 
 class PeftSection(Strict):

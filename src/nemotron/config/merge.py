@@ -1,0 +1,17 @@
+"""Deep merge of config layers: later layers win key by key; lists are replaced, not concatenated."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """A new dict: ``base`` with ``override`` merged in recursively."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
