@@ -43,9 +43,7 @@ def parse_overrides(args: list[str]) -> dict[str, Any]:
         key, _, value = arg.partition("=")
         key = key.strip()
         if not _KEY.match(key):
-            raise UserError(
-                f"'{key}' is not a config key", hint="use dotted names such as train.train_iters=10"
-            )
+            raise UserError(f"'{key}' is not a config key", hint="use dotted names such as train.train_iters=10")
         parsed[key] = parse_value(value)
     return parsed
 

@@ -24,9 +24,7 @@ def check_parallelism(cfg: Any) -> None:
     res = cfg.resources
     world = res.nodes * res.gpus_per_node
     if world == 0:
-        _fail(
-            "the megatron backend needs GPUs but resources.gpus_per_node is 0", "set resources.gpus_per_node"
-        )
+        _fail("the megatron backend needs GPUs but resources.gpus_per_node is 0", "set resources.gpus_per_node")
     tp, pp, cp, ep, etp = (
         parallel.tensor,
         parallel.pipeline,

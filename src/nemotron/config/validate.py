@@ -23,11 +23,7 @@ def _unknown_key_error(stage: Stage, raw: dict[str, Any], loc: tuple[Any, ...], 
     typed = [f"{bad}.{k}" for k in flatten(node)] if isinstance(node, dict) and node else [bad]
     typed_key = typed[0]
     guess = suggest(typed_key, keys)
-    hint = (
-        f"did you mean {guess}?"
-        if guess
-        else f"see `nemotron super3 config show {stage.display}` for the keys"
-    )
+    hint = f"did you mean {guess}?" if guess else f"see `nemotron super3 config show {stage.display}` for the keys"
     return UserError(f"unknown config key '{typed_key}' for stage '{stage.display}'", hint=hint)
 
 
@@ -54,9 +50,7 @@ def validate_stage_config(stage: Stage, raw: dict[str, Any], *, check_layout: bo
         if slot not in slots:
             guess = suggest(slot, sorted(slots))
             hint = (
-                f"did you mean run.{guess}?"
-                if guess
-                else f"inputs of this stage: {', '.join(sorted(slots)) or 'none'}"
+                f"did you mean run.{guess}?" if guess else f"inputs of this stage: {', '.join(sorted(slots)) or 'none'}"
             )
             raise UserError(f"'run.{slot}' is not an input of stage '{stage.display}'", hint=hint)
     try:
@@ -66,14 +60,8 @@ def validate_stage_config(stage: Stage, raw: dict[str, Any], *, check_layout: bo
         first = errors[0]
         if first["type"] == "extra_forbidden":
             raise _unknown_key_error(stage, raw, first["loc"], schema_keys(schema)) from None
-        more = (
-            f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
-            if len(errors) > 1
-            else ""
-        )
-        raise UserError(
-            f"invalid config for stage '{stage.display}': {_format_value_error(first)}{more}"
-        ) from None
+        more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+        raise UserError(f"invalid config for stage '{stage.display}': {_format_value_error(first)}{more}") from None
     if check_layout:
         check_parallelism(model)
     return model.model_dump(mode="json")

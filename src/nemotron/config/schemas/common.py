@@ -82,7 +82,5 @@ class StageConfig(Strict):
     def _valid_refs(cls, refs: dict[str, str | None]) -> dict[str, str | None]:
         for slot, ref in refs.items():
             if ref is not None and not ref.startswith("${") and not ARTIFACT_REF.match(ref):
-                raise ValueError(
-                    f"run.{slot}='{ref}' is not an artifact reference such as NAME:latest or NAME:v3"
-                )
+                raise ValueError(f"run.{slot}='{ref}' is not an artifact reference such as NAME:latest or NAME:v3")
         return refs

@@ -14,9 +14,7 @@ class ModelSection(Strict):
     """Architecture numbers (Megatron names). Defaults are Nemotron 3 Super; tiny configs shrink them."""
 
     num_layers: PositiveInt = 88
-    hybrid_pattern: str = (
-        "MEMEMEM*EMEMEMEM*EMEMEMEM*EMEMEMEMEM*EMEMEMEMEM*EMEMEMEMEM*EMEMEMEMEM*EMEMEMEM*EMEMEMEME"
-    )
+    hybrid_pattern: str = "MEMEMEM*EMEMEMEM*EMEMEMEM*EMEMEMEMEM*EMEMEMEMEM*EMEMEMEMEM*EMEMEMEMEM*EMEMEMEM*EMEMEMEME"
     hidden_size: PositiveInt = 4096
     num_attention_heads: PositiveInt = 32
     num_query_groups: PositiveInt = 2
@@ -43,9 +41,7 @@ class ModelSection(Strict):
             )
         bad = set(self.hybrid_pattern) - set("ME*-")
         if bad:
-            raise ValueError(
-                f"model.hybrid_pattern may only contain M, E, * and - (found {''.join(sorted(bad))})"
-            )
+            raise ValueError(f"model.hybrid_pattern may only contain M, E, * and - (found {''.join(sorted(bad))})")
         if self.moe_router_topk > self.num_moe_experts:
             raise ValueError("model.moe_router_topk cannot exceed model.num_moe_experts")
         return self
@@ -114,9 +110,7 @@ class LoraSection(Strict):
     rank: PositiveInt = 16
     alpha: PositiveInt = 32
     dropout: float = Field(0.0, ge=0, lt=1)
-    target_modules: list[str] = Field(
-        default_factory=lambda: ["linear_qkv", "linear_proj", "in_proj", "out_proj"]
-    )
+    target_modules: list[str] = Field(default_factory=lambda: ["linear_qkv", "linear_proj", "in_proj", "out_proj"])
 
 
 class PeftSection(Strict):
