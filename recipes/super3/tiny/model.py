@@ -56,9 +56,7 @@ def _section(model_section: Any) -> dict[str, Any]:
     return dict(model_section)
 
 
-def build_config(
-    model_section: Any, vocab_size: int | None = None, special_ids: dict[str, int] | None = None
-):
+def build_config(model_section: Any, vocab_size: int | None = None, special_ids: dict[str, int] | None = None):
     """Map the config ``model:`` section (Megatron names) onto a transformers ``NemotronHConfig``.
 
     ``vocab_size`` (the tokenizer's size) overrides ``model.vocab_size`` when given: the tiny tokenizer
@@ -95,9 +93,7 @@ def build_config(
     if m["num_attention_heads"] % m["num_query_groups"]:
         raise UserError("model.num_attention_heads must be a multiple of model.num_query_groups")
     if m.get("mtp_num_layers", 0):
-        log.info(
-            "tiny backend: model.mtp_num_layers=%s ignored (HF NemotronH has no MTP)", m["mtp_num_layers"]
-        )
+        log.info("tiny backend: model.mtp_num_layers=%s ignored (HF NemotronH has no MTP)", m["mtp_num_layers"])
 
     ids = special_ids or {}
     return NemotronHConfig(
@@ -232,16 +228,26 @@ def save_model(model: Any, tokenizer: Any, path: str | os.PathLike[str]) -> path
     return path
 
 
+def model_dir(path: str | os.PathLike[str]) -> pathlib.Path:
+    """The HF directory inside a model artifact: ``path`` itself, or its ``hf/`` export
+    (pretrain/SFT write their final model to ``<output_dir>/hf`` next to checkpoints and metrics)."""
+    p = pathlib.Path(path)
+    if not (p / "config.json").exists() and (p / "hf" / "config.json").exists():
+        return p / "hf"
+    return p
+
+
 def load_model(path: str | os.PathLike[str]):
-    """Load ``(model, tokenizer)`` from a model artifact directory (float32, eval mode)."""
+    """Load ``(model, tokenizer)`` from a model artifact directory (float32, eval mode).
+
+    ``path`` may be the HF directory or an artifact directory holding it as ``hf/``.
+    """
     import torch
     from transformers import NemotronHForCausalLM
 
-    p = pathlib.Path(path)
+    p = model_dir(path)
     if not (p / "config.json").exists():
-        raise UserError(
-            f"{p} is not a tiny model directory (no config.json)", hint="pass a tiny-*-model artifact"
-        )
+        raise UserError(f"{p} is not a tiny model directory (no config.json)", hint="pass a tiny-*-model artifact")
     model = NemotronHForCausalLM.from_pretrained(str(p), dtype=torch.float32)
     model.eval()
     return model, load_tokenizer(p)
