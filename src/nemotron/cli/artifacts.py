@@ -1,0 +1,171 @@
+"""`nemotron artifacts ls|show|sync`: look into the local registry and push it to W&B.
+
+Parsing and printing only; the work happens in ``nemotron.artifacts``. Nothing heavy at import
+time (``--help`` budget): the registry is imported inside each command, wandb only by ``sync``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from nemotron.errors import UserError
+
+app = typer.Typer(
+    help="Inspect the local artifact registry (ls, show) and mirror it to W&B (sync).",
+    no_args_is_help=True,
+)
+
+RootOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--root",
+        help="Registry root (default: $NEMOTRON_ARTIFACTS_ROOT, else <NEMOTRON_HOME>/artifacts).",
+        show_default=False,
+    ),
+]
+
+
+def open_registry(root: Path | None):
+    """The registry at ``root`` or the default root; the default may not exist yet (empty registry)."""
+    from nemotron.artifacts.registry import Registry, default_root
+
+    return Registry(root or default_root())
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(soft_wrap=False)
+
+
+@app.command("ls")
+def ls(
+    kind: Annotated[str | None, typer.Argument(help="Only this kind (model, sft-data, ...).")] = None,
+    all_versions: Annotated[bool, typer.Option("--all", "-a", help="Every version, not just the newest.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    root: RootOption = None,
+) -> None:
+    """List artifacts: newest version of each name (or --all), with aliases and producing stage."""
+    from nemotron.pipeline.stages import ARTIFACT_KINDS
+
+    registry = open_registry(root)
+    items = registry.list(kind=kind, all_versions=all_versions)
+    if kind and not items and kind not in ARTIFACT_KINDS:
+        raise UserError(f"unknown artifact kind '{kind}'", hint=f"kinds: {', '.join(sorted(ARTIFACT_KINDS))}")
+    if as_json:
+        typer.echo(json.dumps([a.to_dict() for a in items], indent=2))
+        return
+    if not items:
+        typer.echo(f"no artifacts{f' of kind {kind}' if kind else ''} in {registry.root}")
+        return
+    from rich.markup import escape
+    from rich.table import Table
+
+    from nemotron.artifacts.lineage import short_time
+
+    counts = {name: len(registry.versions(name)) for name in {a.name for a in items}}
+    table = Table(title=f"artifacts in {escape(str(registry.root))}", title_justify="left")
+    for column in ("NAME", "VERSION", "KIND", "ALIASES", "STAGE", "JOB", "CREATED", "PATH"):
+        table.add_column(column, overflow="fold")
+    for art in items:
+        version = f"v{art.version}" + ("" if all_versions else f" ({counts[art.name]})")
+        table.add_row(
+            escape(art.name),
+            version,
+            escape(art.kind),
+            escape(", ".join(art.aliases)),
+            escape(art.run.stage),
+            escape(art.run.job_id or "-"),
+            short_time(art.run.created_at),
+            escape(art.path),
+        )
+    _console().print(table)
+
+
+@app.command("show")
+def show(
+    ref: Annotated[str, typer.Argument(help="NAME, NAME:ALIAS or NAME:vN.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    root: RootOption = None,
+) -> None:
+    """Everything about one version: path, digest, producing run, inputs, consumers, W&B state."""
+    registry = open_registry(root)
+    art = registry.get(ref)
+    consumers = [a.ref for a in registry.consumers(art.ref)]
+    mirror = registry.mirror_state(art)
+    if as_json:
+        typer.echo(json.dumps({**art.to_dict(), "consumers": consumers, "wandb": mirror}, indent=2))
+        return
+    from rich.markup import escape
+
+    from nemotron.artifacts.lineage import short_time
+
+    slots = {ref_: slot for slot, ref_ in art.input_slots.items()}
+    lines = [
+        f"[bold cyan]{escape(art.ref)}[/] [green]({escape(art.kind)})[/]",
+        f"  aliases     {escape(', '.join(art.aliases) or '-')}",
+        f"  path        {escape(art.path)}" + ("" if _exists(art.path) else "  [red](missing)[/]"),
+        f"  digest      {escape(art.digest or '-')}",
+        f"  stage       {escape(art.run.stage)}  (config {escape(art.run.config_name or '-')})",
+        f"  job         {escape(art.run.job_id or '-')}  experiment {escape(art.run.experiment or '-')}",
+        f"  config hash {escape(art.run.config_hash or '-')}",
+        f"  git rev     {escape(art.run.git_rev or '-')}",
+        f"  created     {short_time(art.run.created_at)} on {escape(art.run.host or '?')}",
+        "  inputs      " + (", ".join(f"{escape(slots.get(i, '-'))}={escape(i)}" for i in art.inputs) or "-"),
+        "  consumers   " + (escape(", ".join(consumers)) or "-"),
+    ]
+    if mirror:
+        state = mirror.get("state", "?")
+        pending = mirror.get("pending_edges") or []
+        detail = f" run {mirror.get('run_id')}" if mirror.get("run_id") else ""
+        detail += f", {len(pending)} edge(s) to sync" if pending else ""
+        lines.append(f"  wandb       {escape(state + detail)}")
+    if art.metadata:
+        lines.append("  metadata")
+        lines += [f"    {escape(str(k))}: {escape(json.dumps(v))}" for k, v in sorted(art.metadata.items())]
+    console = _console()
+    for line in lines:
+        console.print(line, highlight=False)
+
+
+def _exists(path: str) -> bool:
+    return "://" in path or Path(path).exists()
+
+
+@app.command("sync")
+def sync(
+    project: Annotated[str | None, typer.Option("--project", help="W&B project (default: $WANDB_PROJECT).")] = None,
+    entity: Annotated[str | None, typer.Option("--entity", help="W&B entity (default: $WANDB_ENTITY).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print what would be done.")] = False,
+    relog: Annotated[
+        bool, typer.Option("--relog", help="Log offline artifacts afresh instead of uploading their runs.")
+    ] = False,
+    root: RootOption = None,
+) -> None:
+    """Push to W&B what offline nodes could not: upload offline runs, log missing artifacts, replay use-edges."""
+    from nemotron.artifacts.wandb_mirror import WandbSettings, plan_sync, run_sync
+
+    registry = open_registry(root)
+    if dry_run:
+        steps = plan_sync(registry)
+        for step in steps:
+            typer.echo(f"{step.action:7s} {step.artifact}" + (f"  {step.detail}" if step.detail else ""))
+        typer.echo(f"{len(steps)} step(s); nothing done (--dry-run)")
+        return
+    settings = WandbSettings.from_dict(
+        {
+            "project": project or os.environ.get("WANDB_PROJECT"),
+            "entity": entity or os.environ.get("WANDB_ENTITY"),
+            "mode": "online",
+            "base_url": os.environ.get("WANDB_BASE_URL"),
+        }
+    )
+    if settings is None:
+        raise UserError("no W&B project to sync to", hint="pass --project or set [wandb] project / WANDB_PROJECT")
+    done = run_sync(registry, settings, relog=relog, echo=typer.echo)
+    typer.echo(f"synced {len(done)} step(s) to W&B project {settings.project}")
