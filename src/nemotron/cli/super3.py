@@ -1,0 +1,144 @@
+"""``nemotron super3 ...``: one command per stage, generated from the stage registry.
+
+Every stage command takes the same options; stage-specific behaviour lives in configs and in the
+stage registry, never in a copied command function.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from nemotron.pipeline.stages import STAGES, Stage
+
+RUN_PANEL = "Execution"
+ConfigOpt = Annotated[
+    str | None,
+    typer.Option("-c", "--config", help="Config name (see `config ls`) or path to a YAML file.", show_default=False),
+]
+RunOpt = Annotated[
+    str | None,
+    typer.Option(
+        "-r",
+        "--run",
+        help="Submit with this env.toml profile and wait, streaming logs.",
+        rich_help_panel=RUN_PANEL,
+    ),
+]
+BatchOpt = Annotated[
+    str | None,
+    typer.Option(
+        "-b",
+        "--batch",
+        help="Submit with this env.toml profile and return at once.",
+        rich_help_panel=RUN_PANEL,
+    ),
+]
+DryRunOpt = Annotated[
+    bool,
+    typer.Option(
+        "-d",
+        "--dry-run",
+        help="Print the plan (config diff, sbatch script, resources) and submit nothing.",
+        rich_help_panel=RUN_PANEL,
+    ),
+]
+OVERRIDES_EPILOG = (
+    "Overrides: key=value anywhere, e.g. train.train_iters=100 run.data=pretrain-data:v3. "
+    "Arguments after -- go to the node script unchanged."
+)
+EXTRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": ["-h", "--help"]}
+
+
+def _stage_command(stage: Stage):
+    """A Typer callback for ``stage`` (a closure, so every stage shares one implementation)."""
+
+    def command(
+        ctx: typer.Context,
+        config: ConfigOpt = None,
+        run: RunOpt = None,
+        batch: BatchOpt = None,
+        dry_run: DryRunOpt = False,
+    ) -> None:
+        from nemotron.cli.main import PASSTHROUGH
+        from nemotron.launch.stage import launch_stage
+
+        code = launch_stage(
+            stage,
+            config=config,
+            run_profile=run,
+            batch_profile=batch,
+            dry_run=dry_run,
+            args=list(ctx.args),
+            passthrough=list(PASSTHROUGH),
+        )
+        raise typer.Exit(code)
+
+    command.__doc__ = stage.help
+    return command
+
+
+def _eval_command(stage: Stage):
+    """``eval`` additionally shows a published result with ``--show``."""
+    base = _stage_command(stage)
+
+    def command(
+        ctx: typer.Context,
+        config: ConfigOpt = None,
+        run: RunOpt = None,
+        batch: BatchOpt = None,
+        dry_run: DryRunOpt = False,
+        show: Annotated[
+            str | None,
+            typer.Option("--show", help="Print the results of an eval-results artifact (NAME[:VER])."),
+        ] = None,
+    ) -> None:
+        if show:
+            from nemotron.launch.results import show_eval_results
+
+            show_eval_results(show)
+            raise typer.Exit(0)
+        base(ctx, config=config, run=run, batch=batch, dry_run=dry_run)
+
+    command.__doc__ = stage.help
+    return command
+
+
+def _group(parent: typer.Typer, groups: dict[tuple[str, ...], typer.Typer], path: tuple[str, ...]) -> typer.Typer:
+    """The Typer sub-app for a command path prefix (``("data", "prep")``), created on first use."""
+    if not path:
+        return parent
+    if path not in groups:
+        owner = _group(parent, groups, path[:-1])
+        sub = typer.Typer(no_args_is_help=True, help=GROUP_HELP.get(path, ""))
+        owner.add_typer(sub, name=path[-1])
+        groups[path] = sub
+    return groups[path]
+
+
+GROUP_HELP = {
+    ("data",): "Data preparation.",
+    ("data", "prep"): "Prepare pretraining, SFT and RL data and publish them as artifacts.",
+    ("rl",): "Reinforcement learning stages (GRPO with NeMo-RL): rlvr -> swe1 -> swe2 -> rlhf.",
+}
+
+
+def build_app() -> typer.Typer:
+    from nemotron.cli import config_cmd, pipe
+
+    app = typer.Typer(
+        no_args_is_help=True,
+        help="Nemotron 3 Super: data prep -> pretrain -> SFT -> RL -> quantize -> eval.",
+        epilog=OVERRIDES_EPILOG,
+    )
+    groups: dict[tuple[str, ...], typer.Typer] = {}
+    for stage in STAGES:
+        owner = _group(app, groups, stage.command[:-1])
+        factory = _eval_command if stage.name == "eval" else _stage_command
+        owner.command(stage.command[-1], context_settings=EXTRA_ARGS, epilog=OVERRIDES_EPILOG, help=stage.help)(
+            factory(stage)
+        )
+    app.command("pipe", context_settings=EXTRA_ARGS, epilog=OVERRIDES_EPILOG)(pipe.pipe)
+    app.add_typer(config_cmd.app, name="config", help="List, show, validate and copy stage configs.")
+    return app

@@ -1,0 +1,42 @@
+"""Check a stage's input artifacts against the registry before anything is submitted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from nemotron.errors import UserError
+from nemotron.pipeline.stages import Stage
+
+
+@dataclass(frozen=True)
+class InputStatus:
+    slot: str
+    ref: str | None
+    artifact: Any | None  # the registry's Artifact when found
+    problem: str | None  # one-line reason when the input cannot be used
+
+
+def check_inputs(stage: Stage, run: dict[str, str | None], registry: Any) -> list[InputStatus]:
+    """Look every ``run.<slot>`` reference up; a missing optional input with no reference is fine."""
+    statuses = []
+    for port in stage.inputs:
+        ref = run.get(port.slot)
+        if not ref:
+            problem = None if port.optional else f"run.{port.slot} is not set (needs a {port.kind} artifact)"
+            statuses.append(InputStatus(port.slot, None, None, problem))
+            continue
+        try:
+            artifact = registry.get(ref)
+        except UserError as error:
+            statuses.append(InputStatus(port.slot, ref, None, error.one_line()))
+            continue
+        problem = None
+        if artifact.kind != port.kind:
+            problem = f"run.{port.slot}={ref} is a {artifact.kind} artifact, stage {stage.display} needs {port.kind}"
+        statuses.append(InputStatus(port.slot, ref, artifact, problem))
+    return statuses
+
+
+def first_problem(statuses: list[InputStatus]) -> str | None:
+    return next((s.problem for s in statuses if s.problem), None)

@@ -1,0 +1,77 @@
+"""``nemotron super3 <stage>``: resolve, prepare, then plan (dry-run) or submit one stage."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from nemotron.errors import UserError
+from nemotron.pipeline.stages import Stage
+
+
+def select_profile(run_profile: str | None, batch_profile: str | None) -> tuple[str, bool]:
+    """Profile name and whether to detach. No profile means the built-in local executor, attached."""
+    if run_profile and batch_profile:
+        raise UserError("--run and --batch cannot be used together", hint="--run waits for the job, --batch returns")
+    return (run_profile or batch_profile or "local"), bool(batch_profile)
+
+
+def launch_stage(
+    stage: Stage,
+    *,
+    config: str | None,
+    run_profile: str | None,
+    batch_profile: str | None,
+    dry_run: bool,
+    args: list[str],
+    passthrough: list[str],
+) -> int:
+    """Run one stage; returns the process exit code."""
+    from nemotron.artifacts.registry import Registry
+    from nemotron.config.loader import load_stage_config
+    from nemotron.config.overrides import parse_overrides
+    from nemotron.env.profiles import load_env
+    from nemotron.launch.inputs import check_inputs, first_problem
+    from nemotron.launch.prepare import new_experiment_id, prepare_job
+
+    profile_name, detach = select_profile(run_profile, batch_profile)
+    cli_overrides = parse_overrides(args)
+    env_file = load_env()
+    profile = env_file.profile(profile_name)
+    resolved = load_stage_config(
+        stage,
+        config,
+        profile_overrides=profile.config_overrides,
+        profile_name=profile.name,
+        cli_overrides=cli_overrides,
+    )
+    registry = Registry(env_file.artifacts_root)
+    statuses = check_inputs(stage, resolved.data.get("run") or {}, registry)
+    problem = first_problem(statuses)
+    if problem and not dry_run:
+        raise UserError(problem)
+    job = prepare_job(
+        resolved,
+        experiment_id=new_experiment_id(stage.name),
+        profile=profile,
+        env_file=env_file,
+        argv=["nemotron", *sys.argv[1:]],
+        cli_overrides=cli_overrides,
+        dry_run=dry_run,
+        passthrough=passthrough,
+    )
+    if dry_run:
+        from nemotron.launch.plan import print_plan
+
+        print_plan(resolved, job, profile, statuses)
+        if problem:
+            raise UserError(f"the plan cannot run as is: {problem}")
+        return 0
+    return _submit([job], profile, detach)
+
+
+def _submit(jobs: list[Any], profile: Any, detach: bool) -> int:
+    from nemotron.execution.submit import submit
+
+    result = submit(jobs, profile, detach=detach)
+    return int(result.exit_code)
