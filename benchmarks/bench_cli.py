@@ -1,0 +1,76 @@
+"""CLI latency benchmark: median wall time of the commands users type most.
+
+Targets (docs/performance.md): ``nemotron super3 --help`` and ``nemotron super3 pretrain --help``
+<= 0.25 s median, ``nemotron super3 pretrain --dry-run`` <= 1.0 s (for a Slurm profile the sbatch
+preview imports NeMo-Run, ~2 s, which is reported separately and excluded from the target).
+
+    uv run python benchmarks/bench_cli.py [--runs 15] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BIN = str(Path(sys.executable).parent / "nemotron")
+ENV_TOML = """
+[cluster]
+executor = "slurm"
+account = "bench"
+partition = "batch"
+tunnel = "local"
+"""
+
+CASES = [
+    ("nemotron super3 --help", ["super3", "--help"], 0.25),
+    ("nemotron super3 pretrain --help", ["super3", "pretrain", "--help"], 0.25),
+    ("nemotron super3 pretrain --dry-run", ["super3", "pretrain", "--dry-run"], 1.0),
+    ("nemotron super3 pretrain --dry-run -r cluster (sbatch preview)", ["super3", "pretrain", "-d", "-r", "cluster"], None),
+    ("python -c 'import nemo_run' (excluded import)", None, None),
+]
+
+
+def time_once(args: list[str] | None, env: dict[str, str]) -> float:
+    cmd = [BIN, *args] if args is not None else [sys.executable, "-c", "import nemo_run"]
+    start = time.perf_counter()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr.strip()[-400:]}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--json", type=Path)
+    opts = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        env_file = Path(tmp) / "env.toml"
+        env_file.write_text(ENV_TOML)
+        env = {**os.environ, "NEMOTRON_HOME": str(Path(tmp) / "home"), "NEMOTRON_ENV_FILE": str(env_file)}
+        results = []
+        for label, args, target in CASES:
+            time_once(args, env)  # warm the page cache and .pyc files
+            samples = [time_once(args, env) for _ in range(opts.runs)]
+            median = statistics.median(samples)
+            verdict = "" if target is None else ("PASS" if median <= target else "FAIL")
+            results.append({"command": label, "median_s": round(median, 3), "min_s": round(min(samples), 3),
+                            "target_s": target, "verdict": verdict})
+            print(f"{label:<66} median {median:6.3f} s  min {min(samples):6.3f} s  "
+                  f"{'target ' + str(target) + ' s ' + verdict if target else ''}")
+    if opts.json:
+        opts.json.write_text(json.dumps(results, indent=2))
+    if any(r["verdict"] == "FAIL" for r in results):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
