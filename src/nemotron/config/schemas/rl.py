@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, PositiveFloat, PositiveInt
+from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt
 
 from nemotron.config.schemas.common import StageConfig, Strict
 from nemotron.config.schemas.training import CheckpointSection, ModelSection, ParallelSection
@@ -19,6 +19,7 @@ class GrpoSection(Strict):
     use_leave_one_out_baseline: bool = True
     kl_coef: float = Field(0.0, ge=0)
     clip_eps: float = Field(0.2, gt=0)
+    clip_eps_high: float | None = Field(None, gt=0)  # asymmetric upper ratio clip; null = clip_eps
 
 
 class GenerationSection(Strict):
@@ -27,6 +28,8 @@ class GenerationSection(Strict):
     temperature: float = Field(1.0, ge=0)
     top_p: float = Field(1.0, gt=0, le=1)
     tensor_parallel: PositiveInt = 4
+    colocated: bool = True  # generation shares the training GPUs; false = dedicated generation nodes
+    nodes: NonNegativeInt = 0  # dedicated generation nodes when colocated is false
 
 
 class PolicySection(Strict):
@@ -42,6 +45,7 @@ class EnvSection(Strict):
 
     name: Literal["math", "code", "swe", "reward_model"] = "math"
     reward_model: str | None = None
+    gpu_nodes: NonNegativeInt = 0  # nodes reserved for the environment's GPU servers (judges, reward model)
 
 
 class RlConfig(StageConfig):

@@ -65,6 +65,7 @@ class TrainSection(Strict):
     seq_length: PositiveInt = 8192
     eval_interval: PositiveInt = 1000
     eval_iters: NonNegativeInt = 10
+    exit_interval: PositiveInt | None = None  # stop (after a checkpoint) at this iteration; phase 1 of a 2-phase run
 
 
 class OptimizerSection(Strict):
@@ -73,6 +74,9 @@ class OptimizerSection(Strict):
     lr_schedule: Literal["wsd", "cosine", "constant", "linear"] = "wsd"
     warmup_iters: NonNegativeInt = 0
     decay_iters_fraction: float = Field(0.2, ge=0, le=1)
+    decay_iters: PositiveInt | None = None  # iterations the schedule spans; null = train.train_iters
+    wsd_decay_iters: PositiveInt | None = None  # WSD annealing length; null = decay_iters_fraction * decay span
+    wsd_decay_style: Literal["exponential", "linear", "cosine", "minus_sqrt"] = "minus_sqrt"
     weight_decay: float = Field(0.1, ge=0)
     adam_beta1: float = Field(0.9, gt=0, lt=1)
     adam_beta2: float = Field(0.95, gt=0, lt=1)
@@ -83,6 +87,9 @@ class CheckpointSection(Strict):
     save_interval: PositiveInt = 1000
     save: str | None = None  # null = <job.output_dir>/checkpoints
     load: str | None = None  # resume from here; a requeued job resumes from `save` automatically
+    # How run.model (when set) seeds this run: "weights" = model weights only, iteration 0, fresh optimizer
+    # (SFT, long context); "full" = continue that run's iteration, optimizer and LR schedule (phase 2).
+    from_model: Literal["weights", "full"] = "weights"
     async_save: bool = False
 
 
