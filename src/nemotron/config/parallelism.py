@@ -15,6 +15,20 @@ def _fail(problem: str, fix: str) -> None:
     raise UserError(problem, hint=fix)
 
 
+def _reserved_nodes(cfg: Any) -> int:
+    """Nodes of an RL allocation that do not train: dedicated generation nodes and environment GPU nodes."""
+    generation = getattr(getattr(cfg, "policy", None), "generation", None)
+    reserved = generation.nodes if generation is not None and not generation.colocated else 0
+    env = getattr(cfg, "env", None)
+    reserved += getattr(env, "gpu_nodes", 0) or 0
+    if reserved >= cfg.resources.nodes:
+        _fail(
+            f"{reserved} of the {cfg.resources.nodes} nodes are reserved for generation/environment, none train",
+            "raise resources.nodes or lower policy.generation.nodes / env.gpu_nodes",
+        )
+    return reserved
+
+
 def check_parallelism(cfg: Any) -> None:
     """Validate ``cfg.parallel`` against ``cfg.resources`` and ``cfg.model`` (megatron backend only)."""
     parallel = getattr(cfg, "parallel", None)
@@ -22,7 +36,7 @@ def check_parallelism(cfg: Any) -> None:
     if cfg.backend != "megatron" or parallel is None:
         return
     res = cfg.resources
-    world = res.nodes * res.gpus_per_node
+    world = (res.nodes - _reserved_nodes(cfg)) * res.gpus_per_node
     if world == 0:
         _fail("the megatron backend needs GPUs but resources.gpus_per_node is 0", "set resources.gpus_per_node")
     tp, pp, cp, ep, etp = (
