@@ -14,6 +14,7 @@ class GrpoSection(Strict):
     num_prompts_per_step: PositiveInt = 256
     num_generations_per_prompt: PositiveInt = 16
     max_num_steps: PositiveInt = 100
+    max_num_epochs: PositiveInt = 1  # passes over the prompts; training stops at whichever limit comes first
     val_period: int = Field(10, ge=0)
     normalize_rewards: bool = True
     use_leave_one_out_baseline: bool = True
