@@ -135,6 +135,8 @@ class ParamCount:
         return self.total + self.mtp
 
     def summary(self) -> str:
+        if self.total < 1e9:  # tiny models: millions read better than "0.0B"
+            return f"{self.total / 1e6:.2f}M total, {self.active / 1e6:.2f}M active (+{self.mtp / 1e6:.2f}M MTP)"
         return (
             f"{self.total / 1e9:.1f}B total, {self.active / 1e9:.1f}B active "
             f"(+{self.mtp / 1e9:.1f}B MTP; {self.stored_total / 1e9:.2f}B / "
