@@ -3,24 +3,25 @@
 The reference project's stage configs consume names that no stage publishes; here the scheme is
 written down once and checked (``check_configs``) against every config under ``configs/``.
 
-Scheme: ``[<variant>-]<tag>[-<qualifier>]-<noun>`` where ``(tag, noun)`` is fixed per stage:
+Scheme: ``[<variant>-]<tag>[-<qualifier>]-<noun>[-<qualifier>]`` where ``(tag, noun)`` is fixed
+per stage (the tag is the stage path with ``-`` for ``.``, except quantize):
 
-=====================  ====================  =================
-stage                  default name          kind
-=====================  ====================  =================
-data_prep.pretrain     pretrain-data         pretrain-data
-data_prep.sft          sft-data              sft-data
-data_prep.rl           rl-data               rl-data
-pretrain               pretrain-model        model
-sft                    sft-model             model
-rl.rlvr / swe1 / ...   rlvr-model, ...       model
-quantize               quantized-model       quantized-model
-eval                   eval-results          eval-results
-=====================  ====================  =================
+=====================  ======================  =================
+stage                  default name            kind
+=====================  ======================  =================
+data_prep.pretrain     pretrain-data           pretrain-data
+data_prep.sft          sft-data                sft-data
+data_prep.rl           rl-data                 rl-data
+pretrain               pretrain-model          model
+sft                    sft-model               model
+rl.rlvr / swe1 / ...   rl-rlvr-model, ...      model
+quantize               quantized-model         quantized-model
+eval                   eval-results            eval-results
+=====================  ======================  =================
 
 ``variant`` separates worlds that must not mix (``tiny-sft-model`` is never fed to a full-scale
-stage); ``qualifier`` tells apart outputs of one stage (``pretrain-phase1-model``,
-``quantized-fp8-model``).
+stage); a ``qualifier`` tells apart outputs of one stage, after the tag (``pretrain-phase2-model``,
+``sft-lora-model``) or after the noun (``quantized-model-fp8-aggressive``).
 """
 
 from __future__ import annotations
@@ -38,10 +39,10 @@ STAGE_TAGS: dict[str, tuple[str, str]] = {
     "data_prep.rl": ("rl", "data"),
     "pretrain": ("pretrain", "model"),
     "sft": ("sft", "model"),
-    "rl.rlvr": ("rlvr", "model"),
-    "rl.swe1": ("swe1", "model"),
-    "rl.swe2": ("swe2", "model"),
-    "rl.rlhf": ("rlhf", "model"),
+    "rl.rlvr": ("rl-rlvr", "model"),
+    "rl.swe1": ("rl-swe1", "model"),
+    "rl.swe2": ("rl-swe2", "model"),
+    "rl.rlhf": ("rl-rlhf", "model"),
     "quantize": ("quantized", "model"),
     "eval": ("eval", "results"),
 }
@@ -65,10 +66,14 @@ def parse_name(name: str) -> list[ParsedName]:
     """Every reading of ``name`` under the scheme (usually one; empty when it fits no stage)."""
     readings: list[ParsedName] = []
     for stage, (tag, noun) in STAGE_TAGS.items():
-        pattern = rf"^(?:(?P<variant>[A-Za-z0-9]+)-)?{re.escape(tag)}(?:-(?P<qual>[A-Za-z0-9._]+))?-{noun}$"
+        pattern = (
+            rf"^(?:(?P<variant>[A-Za-z0-9]+)-)?{re.escape(tag)}(?:-(?P<qual>[A-Za-z0-9._-]+?))?-{noun}"
+            r"(?:-(?P<qual2>[A-Za-z0-9._-]+))?$"
+        )
         match = re.match(pattern, name)
         if match:
-            readings.append(ParsedName(stage, match.group("variant"), match.group("qual")))
+            qualifier = "-".join(q for q in (match.group("qual"), match.group("qual2")) if q) or None
+            readings.append(ParsedName(stage, match.group("variant"), qualifier))
     # A custom variant can make a name readable two ways; readings with a known variant win.
     known = [r for r in readings if r.variant in (None, *KNOWN_VARIANTS)]
     return known or readings

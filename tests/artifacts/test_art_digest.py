@@ -1,0 +1,53 @@
+"""The digest is content-based (survives copies and touches) and cheap (samples large files)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from nemotron.artifacts.digest import SAMPLE, SMALL_FILE, compute_digest
+
+
+def _tree(root, big: bytes):
+    (root / "sub").mkdir(parents=True)
+    (root / "config.json").write_text('{"a": 1}')
+    (root / "sub" / "shard.bin").write_bytes(big)
+    return root
+
+
+def test_same_content_elsewhere_same_digest_and_touch_does_not_matter(tmp_path):
+    big = os.urandom(3 * SAMPLE)
+    a = _tree(tmp_path / "a", big)
+    b = tmp_path / "b"
+    shutil.copytree(a, b)
+    os.utime(b / "config.json", (1, 1))
+    assert compute_digest(a) == compute_digest(b)
+    assert compute_digest(a).startswith("sha256m:")
+
+
+def test_changes_that_matter_change_the_digest(tmp_path):
+    big = bytearray(os.urandom(3 * SAMPLE))
+    a = _tree(tmp_path / "a", bytes(big))
+    base = compute_digest(a)
+    (a / "config.json").write_text('{"a": 2}')  # small file: whole content
+    assert compute_digest(a) != base
+    (a / "config.json").write_text('{"a": 1}')
+    assert compute_digest(a) == base
+    big[-1] ^= 0xFF  # last byte of a large file: inside the sampled tail
+    (a / "sub" / "shard.bin").write_bytes(bytes(big))
+    assert compute_digest(a) != base
+    big[-1] ^= 0xFF
+    (a / "sub" / "shard.bin").write_bytes(bytes(big[:-1]))  # truncation changes the size
+    assert compute_digest(a) != base
+    (a / "sub" / "shard.bin").write_bytes(bytes(big))
+    assert compute_digest(a) == base
+    (a / "sub" / "shard.bin").rename(a / "sub" / "shard2.bin")  # renames count
+    assert compute_digest(a) != base
+
+
+def test_single_file_and_small_threshold(tmp_path):
+    f = tmp_path / "one.bin"
+    f.write_bytes(b"x" * SMALL_FILE)
+    d1 = compute_digest(f)
+    f.write_bytes(b"x" * (SMALL_FILE // 2) + b"y" + b"x" * (SMALL_FILE // 2 - 1))
+    assert compute_digest(f) != d1  # up to SMALL_FILE every byte counts
