@@ -1,0 +1,153 @@
+"""Turn a PreparedJob + Profile into a NeMo-Run executor and task.
+
+Resources (nodes, gpus_per_node, ntasks_per_node, time, container) come from the job's resolved
+config — the profile's own values were merged into it as overrides — and cluster placement
+(account, partition, qos, tunnel, mounts, env) from the profile. Secrets never enter an executor:
+NeMo-Run writes executor env vars into the sbatch script; secrets travel in the submitting
+process's environment instead (see ``submit``).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nemotron.env.profiles import Profile
+from nemotron.env.secrets import is_secret_name
+from nemotron.execution.job import PreparedJob
+from nemotron.execution.node import NodeLayout, code_dir, launcher, node_python, uses_container
+from nemotron.execution.records import TITLE, nemo_experiment_id
+from nemotron.paths import nemorun_home, nemotron_home
+
+JOB_NAME_PREFIX = "nemotron."
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where an experiment's NeMo-Run directories are, for the submit side and for the node."""
+
+    local_exp_dir: str
+    node_exp_dir: str
+
+    def local_task_dir(self, task: str) -> str:
+        return os.path.join(self.local_exp_dir, task)
+
+    def node_task_dir(self, task: str) -> str:
+        return os.path.join(self.node_exp_dir, task)
+
+
+def placement(experiment_id: str, profile: Profile) -> Placement:
+    """NeMo-Run puts experiment ``<title>_<id>`` under ``<base>/<title>/``; mirror that here."""
+    nemo_id = nemo_experiment_id(experiment_id)
+    local = os.path.join(str(nemorun_home()), "experiments", TITLE, nemo_id)
+    if profile.is_slurm and profile.tunnel == "ssh":
+        assert profile.remote_job_dir
+        return Placement(local, os.path.join(profile.remote_job_dir, TITLE, nemo_id))
+    return Placement(local, local)
+
+
+def task_name(job: PreparedJob) -> str:
+    """NeMo-Run task name (also the Slurm job name suffix): the stage with dots made safe."""
+    return job.stage.name.replace(".", "-")
+
+
+def node_layout(job: PreparedJob, profile: Profile, where: Placement, task: str) -> NodeLayout:
+    task_dir = where.node_task_dir(task)
+    ssh = profile.is_slurm and profile.tunnel == "ssh"
+    # Over SSH the submit-side job dir does not exist on the cluster: train.yaml travels inside the
+    # NeMo-Run experiment directory, which NeMo-Run rsyncs to remote_job_dir.
+    train_yaml = f"{task_dir}/nemotron/train.yaml" if ssh else str(job.train_yaml)
+    return NodeLayout(
+        python=node_python(job, profile), code_dir=code_dir(profile), train_yaml=train_yaml, task_dir=task_dir
+    )
+
+
+def task_env(job: PreparedJob, profile: Profile) -> dict[str, str]:
+    """Non-secret environment for the task (profile env_vars, the job's env, nemotron ids)."""
+    env = {k: v for k, v in {**profile.public_env(), **job.env}.items() if not is_secret_name(k)}
+    env.update(
+        {
+            "NEMOTRON_JOB_ID": job.job_id,
+            "NEMOTRON_EXPERIMENT_ID": job.experiment_id,
+            "NEMOTRON_STAGE": job.stage.name,
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    if not (profile.is_slurm and profile.tunnel == "ssh"):
+        env.setdefault("NEMOTRON_HOME", str(nemotron_home()))
+    return env
+
+
+def container_mounts(job: PreparedJob, profile: Profile, where: Placement) -> list[str]:
+    """Profile mounts plus same-path mounts of what the job reads and writes on shared storage."""
+    mounts = list(profile.container_mounts)
+    paths = [code_dir(profile), where.node_exp_dir]
+    if not (profile.is_slurm and profile.tunnel == "ssh"):
+        job_cfg = job.train_cfg.get("job", {})
+        paths += [str(nemotron_home()), str(job.job_dir)]
+        paths += [str(Path(p).parent) for p in (job_cfg.get("output_dir"), job_cfg.get("artifacts_root")) if p]
+    targets = {m.split(":")[1] if ":" in m else m for m in mounts}
+    for path in paths:
+        if path not in targets and not any(path.startswith(t.rstrip("/") + "/") for t in targets):
+            mounts.append(f"{path}:{path}")
+            targets.add(path)
+    return mounts
+
+
+def build_executor(run: Any, job: PreparedJob, profile: Profile, where: Placement) -> Any:
+    """A ``run.SlurmExecutor`` or ``run.LocalExecutor`` for ``job``."""
+    res = job.resources
+    env = task_env(job, profile)
+    use_torchrun = launcher(job) == "torchrun"
+    ntasks = int(res.get("ntasks_per_node") or 1)
+    if not profile.is_slurm:
+        return run.LocalExecutor(
+            env_vars=env,
+            ntasks_per_node=ntasks if not use_torchrun else max(int(res.get("gpus_per_node") or 1), 1),
+            launcher="torchrun" if use_torchrun else None,
+        )
+    if profile.tunnel == "ssh":
+        tunnel = run.SSHTunnel(
+            host=profile.host,
+            user=profile.user,
+            port=profile.port,
+            identity=profile.identity,
+            job_dir=profile.remote_job_dir,
+        )
+    else:
+        tunnel = run.LocalTunnel(job_dir=os.path.join(str(nemorun_home()), "experiments"))
+    gpus = res.get("gpus_per_node")
+    extra: dict[str, Any] = {}
+    if job.depends_on:
+        # a failed dependency cancels this job instead of leaving it pending forever
+        extra["kill_on_invalid_dep"] = "yes"
+    container = res.get("container") if uses_container(job, profile) else None
+    return run.SlurmExecutor(
+        account=profile.account or "",
+        partition=profile.partition,
+        qos=profile.qos,
+        nodes=int(res.get("nodes") or 1),
+        ntasks_per_node=ntasks,
+        gpus_per_node=int(gpus) if gpus else None,
+        cpus_per_task=res.get("cpus_per_task"),
+        time=str(res.get("time") or "04:00:00"),
+        container_image=container,
+        container_mounts=container_mounts(job, profile, where) if container else [],
+        # NeMo-Run writes `export KEY=VALUE` verbatim into the sbatch script: quote the values
+        env_vars={k: shlex.quote(v) for k, v in env.items()},
+        tunnel=tunnel,
+        packager=run.Packager(),
+        job_name_prefix=JOB_NAME_PREFIX,
+        comment=f"nemotron {job.experiment_id} {job.stage.name}",
+        additional_parameters=extra or None,
+        launcher="torchrun" if use_torchrun else None,
+        torchrun_nproc_per_node=int(gpus) if use_torchrun and gpus else None,
+        poll_estimated_start_time=False,
+    )
+
+
+def build_task(run: Any, script_body: str) -> Any:
+    return run.Script(inline=script_body, entrypoint="bash")

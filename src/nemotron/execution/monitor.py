@@ -1,0 +1,218 @@
+"""Follow an experiment: stream its log lines, report state changes, stop when every job is done.
+
+Used by attached ``--run`` and by ``nemotron logs ID --follow``. One loop polls the scheduler
+(one sacct call per round for all jobs) and reads only the new bytes of each log; lines of several
+jobs are prefixed with ``[stage]``. When a job fails, jobs that depend on it (directly or not) and
+are still waiting are cancelled: Slurm clusters without ``kill_invalid_depend`` would otherwise
+leave them pending forever with ``DependencyNeverSatisfied``.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from nemotron.env.secrets import scrub_text
+from nemotron.execution import states as st
+from nemotron.execution.records import ExperimentRecord, JobRecord
+from nemotron.execution.shell import Shell
+
+Write = Callable[[str], None]
+
+
+def stdout_write(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def log_path(record: ExperimentRecord, job: JobRecord) -> str | None:
+    """The file holding what the stage script printed."""
+    if record.is_slurm:
+        return job.slurm_log() if job.native_id else None
+    # the local scheduler writes <task_dir>/nemo_run/<app id>/<role>/0/combined.log
+    found = sorted(glob.glob(os.path.join(job.task_dir, "nemo_run", "*", "*", "0", "combined.log")))
+    return found[-1] if found else None
+
+
+def tail_text(shell: Shell, path: str | None, lines: int = 20) -> str:
+    if not path:
+        return ""
+    res = shell.run(f"tail -n {lines} {shlex.quote(path)} 2>/dev/null", timeout=30)
+    return res.stdout if res.returncode == 0 else ""
+
+
+def dependents(record: ExperimentRecord, job_id: str) -> list[JobRecord]:
+    """Every job that waits on ``job_id``, directly or through other jobs."""
+    out: list[JobRecord] = []
+    frontier = {job_id}
+    while frontier:
+        nxt = {j.job_id for j in record.jobs if set(j.depends_on) & frontier and j not in out}
+        out += [j for j in record.jobs if j.job_id in nxt and j not in out]
+        frontier = nxt
+    return out
+
+
+@dataclass
+class Follower:
+    """Incremental log reader + state tracker for one experiment."""
+
+    record: ExperimentRecord
+    shell: Shell
+    write: Write = stdout_write
+    secrets: list[str] = field(default_factory=list)
+    prefix: bool | None = None
+    announce: bool = True
+    _offsets: dict[str, int] = field(default_factory=dict)
+    _partial: dict[str, str] = field(default_factory=dict)
+    _last: dict[str, str] = field(default_factory=dict)
+    _drained: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        if self.prefix is None:
+            self.prefix = len(self.record.jobs) > 1
+
+    def _emit(self, job: JobRecord, text: str, final: bool = False) -> None:
+        buf = self._partial.get(job.job_id, "") + text
+        lines = buf.split("\n")
+        self._partial[job.job_id] = "" if final else lines.pop()
+        if final and lines and lines[-1] == "":
+            lines.pop()
+        if not lines:
+            return
+        tag = f"[{job.stage}] " if self.prefix else ""
+        out = "".join(f"{tag}{line}\n" for line in lines)
+        self.write(scrub_text(out, self.secrets))
+
+    def pump(self, job: JobRecord, final: bool = False) -> None:
+        """Print whatever the job's log gained since the last call."""
+        path = log_path(self.record, job)
+        if not path:
+            return
+        offset = self._offsets.get(job.job_id, 0)
+        data = self.shell.read_from(path, offset)
+        if data:
+            self._offsets[job.job_id] = offset + len(data)
+            self._emit(job, data.decode("utf-8", "replace"))
+        if final and self._partial.get(job.job_id):
+            self._emit(job, "", final=True)
+
+    def note(self, text: str) -> None:
+        if self.announce:
+            self.write(f"nemotron: {text}\n")
+
+    def transitions(self, statuses: dict[str, st.JobStatus]) -> None:
+        for job in self.record.jobs:
+            status = statuses.get(job.job_id)
+            if status is None or self._last.get(job.job_id) == status.state:
+                continue
+            self._last[job.job_id] = status.state
+            where = f" on {status.nodes}" if status.nodes and status.state == st.RUNNING else ""
+            native = f" (slurm job {job.native_id})" if self.record.is_slurm and job.native_id else ""
+            why = f": {status.reason}" if status.reason and status.state in (st.PENDING, st.CANCELLED) else ""
+            self.note(f"{job.stage}{native} {status.state}{where}{why}")
+
+    def poll(self) -> dict[str, st.JobStatus]:
+        statuses = st.experiment_states(self.record, self.shell)
+        # announce starts before the job's first log lines and ends after its last ones
+        self.transitions({k: v for k, v in statuses.items() if not v.terminal})
+        for job in self.record.jobs:
+            if job.job_id in self._drained:
+                continue
+            status = statuses[job.job_id]
+            if status.state != st.PENDING:
+                # Slurm's log is complete once the job is terminal; a local log is complete only
+                # when the runner stops (its tee thread copies it), so `drain()` finishes those.
+                final = status.terminal and self.record.is_slurm
+                self.pump(job, final=final)
+                if final:
+                    self._drained.add(job.job_id)
+        self.transitions({k: v for k, v in statuses.items() if v.terminal})
+        return statuses
+
+    def drain(self) -> None:
+        for job in self.record.jobs:
+            if job.job_id not in self._drained:
+                self.pump(job, final=True)
+                self._drained.add(job.job_id)
+
+    def follow(
+        self,
+        *,
+        interval: float = 1.0,
+        runner_alive: Callable[[], bool] | None = None,
+        cancel_dependents: bool = True,
+        timeout: float | None = None,
+    ) -> dict[str, st.JobStatus]:
+        """Poll until every job is terminal (Slurm) or the in-process runner has stopped (local).
+
+        A local job without a final marker once its runner stopped never started: it counts as
+        failed.
+        """
+        start = time.monotonic()
+        while True:
+            statuses = self.poll()
+            if cancel_dependents:
+                self._cancel_orphans(statuses)
+            if runner_alive is None:
+                if all(s.terminal for s in statuses.values()):
+                    break
+            elif not runner_alive():
+                statuses = self.poll()
+                for job in self.record.jobs:
+                    status = statuses[job.job_id]
+                    if not status.terminal:
+                        status.state, status.reason = st.FAILED, status.reason or "never started"
+                break
+            if timeout is not None and time.monotonic() - start > timeout:
+                break
+            time.sleep(interval)
+        self.drain()
+        return statuses
+
+    def _cancel_orphans(self, statuses: dict[str, st.JobStatus]) -> None:
+        if not self.record.is_slurm:
+            return
+        doomed: list[JobRecord] = []
+        for job in self.record.jobs:
+            if statuses[job.job_id].state in st.BAD:
+                doomed += [d for d in dependents(self.record, job.job_id) if not statuses[d.job_id].terminal]
+        ids = sorted({d.native_id for d in doomed if d.native_id})
+        if ids:
+            self.shell.run(f"scancel {' '.join(ids)}")
+            for d in doomed:
+                statuses[d.job_id].state = st.CANCELLED
+                statuses[d.job_id].reason = "dependency failed"
+
+
+def failure_report(record: ExperimentRecord, job: JobRecord, status: st.JobStatus, shell: Shell) -> str:
+    """Why a job failed: for one that died before its script started, Slurm's reason + log tails."""
+    if status.state not in st.BAD:
+        return ""
+    if status.script_started:
+        code = f"exit code {status.exit_code}" if status.exit_code is not None else status.native_state
+        return f"{job.stage} failed ({code}); log: {log_path(record, job)}"
+    if status.state == st.CANCELLED and status.reason in (
+        "Dependency",
+        "DependencyNeverSatisfied",
+        "dependency failed",
+    ):
+        return f"{job.stage} never ran: a stage it depends on failed"
+    parts = [f"{job.stage} failed before its script started ({status.native_state or status.state})"]
+    if status.reason:
+        parts.append(f"  slurm reason: {status.reason}")
+    if record.is_slurm:
+        for label, path in (("batch log", job.sbatch_log()), ("task log", job.slurm_log())):
+            text = tail_text(shell, path)
+            if text.strip():
+                parts.append(f"  last lines of the {label} {path}:")
+                parts += [f"    {line}" for line in text.rstrip("\n").split("\n")]
+    else:
+        text = tail_text(shell, log_path(record, job))
+        if text.strip():
+            parts += [f"    {line}" for line in text.rstrip("\n").split("\n")]
+    return "\n".join(parts)
