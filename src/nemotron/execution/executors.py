@@ -90,7 +90,7 @@ def container_mounts(job: PreparedJob, profile: Profile, where: Placement) -> li
         paths += [str(nemotron_home()), str(job.job_dir)]
         paths += [str(Path(p).parent) for p in (job_cfg.get("output_dir"), job_cfg.get("artifacts_root")) if p]
     targets = {m.split(":")[1] if ":" in m else m for m in mounts}
-    for path in paths:
+    for path in sorted(set(paths), key=len):  # parents first, so children are covered
         if path not in targets and not any(path.startswith(t.rstrip("/") + "/") for t in targets):
             mounts.append(f"{path}:{path}")
             targets.add(path)

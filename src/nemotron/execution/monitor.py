@@ -204,7 +204,7 @@ def failure_report(record: ExperimentRecord, job: JobRecord, status: st.JobStatu
         return f"{job.stage} never ran: a stage it depends on failed"
     parts = [f"{job.stage} failed before its script started ({status.native_state or status.state})"]
     if status.reason:
-        parts.append(f"  slurm reason: {status.reason}")
+        parts.append(f"  {'slurm reason' if record.is_slurm else 'reason'}: {status.reason}")
     if record.is_slurm:
         for label, path in (("batch log", job.sbatch_log()), ("task log", job.slurm_log())):
             text = tail_text(shell, path)

@@ -48,4 +48,8 @@ def nemo_run() -> ModuleType:
                 del sys.modules[name]
     for name in ("nemo_run", "torchx", "paramiko", "invoke", "fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # NeMo-Run narrates on its own rich console ("Detected Torchrun launcher ..."); we print our own.
+    from nemo_run.core.frontend.console.api import CONSOLE
+
+    CONSOLE.quiet = True
     return module

@@ -78,6 +78,7 @@ class ExperimentRecord:
     profile: dict[str, Any]  # name, tunnel, host, user, port, identity, remote_job_dir (no secrets)
     jobs: list[JobRecord] = field(default_factory=list)
     exp_dir: str = ""
+    runner: dict[str, Any] = field(default_factory=dict)  # local runs: host + pid of the process running them
 
     @property
     def is_slurm(self) -> bool:

@@ -196,6 +196,31 @@ def experiment_states(record: ExperimentRecord, shell: Shell) -> dict[str, JobSt
                 status.script_started = status.state in (RUNNING, SUCCEEDED)
             out[job.job_id] = status
         return out
+    runner_gone: bool | None = None
     for job in record.jobs:
-        out[job.job_id] = status_from_marker(read_marker(shell, job))
+        status = status_from_marker(read_marker(shell, job))
+        if status.state == PENDING:
+            runner_gone = (not runner_alive(record)) if runner_gone is None else runner_gone
+            if runner_gone:  # nobody is left to start it
+                status.state, status.reason = CANCELLED, "never started (the submitting process ended)"
+        out[job.job_id] = status
     return out
+
+
+def runner_alive(record: ExperimentRecord) -> bool:
+    """Whether the process running a local experiment still exists (only knowable on its host)."""
+    import os
+    import socket
+
+    pid, host = record.runner.get("pid"), record.runner.get("host")
+    if not pid:
+        return False
+    if host != socket.gethostname():
+        return True  # cannot tell from here
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

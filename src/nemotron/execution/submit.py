@@ -261,6 +261,9 @@ def _run_local(
         except BaseException as exc:  # re-raised in the caller's thread
             errors.append(exc)
 
+    import socket
+
+    record.runner = {"host": socket.gethostname(), "pid": os.getpid()}
     shell = LocalShell()
     follower = Follower(record, shell, write=write, secrets=list(secrets.values()))
     _print_where(record, write)

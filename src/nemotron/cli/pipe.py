@@ -1,0 +1,57 @@
+"""``nemotron super3 pipe``: the whole recipe as one experiment of dependent jobs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from nemotron.cli.super3 import BatchOpt, DryRunOpt, RunOpt
+
+PipeConfigOpt = Annotated[
+    str | None,
+    typer.Option(
+        "-c",
+        "--config",
+        help="Pipe config (configs/super3/pipe: default, tiny) or a YAML path; its stages use that named config.",
+        show_default=False,
+    ),
+]
+
+
+def pipe(
+    ctx: typer.Context,
+    config: PipeConfigOpt = None,
+    run: RunOpt = None,
+    batch: BatchOpt = None,
+    dry_run: DryRunOpt = False,
+    from_: Annotated[
+        str | None,
+        typer.Option("--from", help="Rerun this stage and every later one; reuse the outputs before it."),
+    ] = None,
+    only: Annotated[
+        str | None,
+        typer.Option("--only", help="Run just this stage, fed by the existing outputs of the stages before it."),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Run every stage even if its output exists.")] = False,
+) -> None:
+    """Data prep -> pretrain -> SFT -> RL -> quantize -> eval as one experiment (afterok chain).
+
+    Stages whose output already exists for the same resolved config are skipped. Overrides are
+    prefixed with the stage: pretrain.train.train_iters=3 rl.rlvr.grpo.num_prompts_per_step=4.
+    """
+    from nemotron.cli.main import PASSTHROUGH
+    from nemotron.pipeline.launch_pipe import launch_pipe
+
+    code = launch_pipe(
+        config=config,
+        run_profile=run,
+        batch_profile=batch,
+        dry_run=dry_run,
+        from_=from_,
+        only=only,
+        force=force,
+        args=list(ctx.args),
+        passthrough=list(PASSTHROUGH),
+    )
+    raise typer.Exit(code)

@@ -1,0 +1,168 @@
+"""``nemotron super3 pipe``: load the pipe config, resolve every stage, plan, print, submit.
+
+Config loading and job preparation are the stage commands' own (``nemotron.config.loader`` and
+``nemotron.launch.prepare``), so a stage behaves the same inside a pipe as on its own; this module
+only adds the per-stage override prefixes, the plan table and the hand-off to ``submit``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import sys
+import time
+from typing import Any
+
+from nemotron.errors import UserError
+from nemotron.pipeline.pipe import RUN, SKIP, PipePlan, PipeStep, StageInfo, load_pipe, plan_pipe
+
+
+def split_overrides(overrides: dict[str, Any], steps: list[PipeStep]) -> dict[str, dict[str, Any]]:
+    """``{"pretrain.train.train_iters": 3}`` -> ``{"pretrain": {"train.train_iters": 3}}``.
+
+    The prefix is a stage of the pipe, in canonical (``rl.rlvr``) or dashed (``rl-rlvr``) spelling;
+    the longest matching prefix wins so ``data_prep.sft.x`` is not read as stage ``data_prep``.
+    """
+    spellings: dict[str, str] = {}
+    for step in steps:
+        name = step.stage.name
+        spellings[name] = name
+        spellings[name.replace(".", "-")] = name
+    out: dict[str, dict[str, Any]] = {step.stage.name: {} for step in steps}
+    for key, value in overrides.items():
+        match = max((p for p in spellings if key.startswith(p + ".")), key=len, default=None)
+        if match is None:
+            raise UserError(
+                f"pipe override '{key}' does not start with a stage of this pipe",
+                hint=f"prefix it with one of: {', '.join(s.stage.name for s in steps)} (e.g. pretrain.{key})",
+            )
+        out[spellings[match]][key[len(match) + 1 :]] = value
+    return out
+
+
+def launch_pipe(
+    *,
+    config: str | None,
+    run_profile: str | None,
+    batch_profile: str | None,
+    dry_run: bool,
+    from_: str | None,
+    only: str | None,
+    force: bool,
+    args: list[str],
+    passthrough: list[str],
+    write: Any = None,
+) -> int:
+    """Run the pipe; returns the process exit code (1 when a stage failed)."""
+    from nemotron.artifacts.registry import Registry
+    from nemotron.config.loader import load_stage_config
+    from nemotron.config.overrides import parse_overrides
+    from nemotron.env.profiles import load_env
+    from nemotron.launch.prepare import new_experiment_id, prepare_job
+    from nemotron.launch.stage import select_profile
+
+    write = write or _stdout
+    t0 = time.monotonic()
+    profile_name, detach = select_profile(run_profile, batch_profile)
+    pipe_name, steps = load_pipe(config)
+    overrides = split_overrides(parse_overrides(args), steps)
+    env_file = load_env()
+    profile = env_file.profile(profile_name)
+    registry = Registry(env_file.artifacts_root)
+    experiment_id = new_experiment_id(f"pipe-{pipe_name}")
+    resolved: dict[str, Any] = {}
+
+    def resolve(step: PipeStep) -> StageInfo:
+        r = load_stage_config(
+            step.stage,
+            step.config,
+            profile_overrides=profile.config_overrides,
+            profile_name=profile.name,
+            cli_overrides=overrides[step.stage.name],
+        )
+        resolved[step.stage.name] = r
+        return StageInfo(output_name=r.data["output"]["name"], config_hash=r.config_hash)
+
+    def prepare(step: PipeStep, run_refs: dict[str, str], depends_on: tuple[str, ...], alias: str) -> Any:
+        r = resolved[step.stage.name]
+        data = copy.deepcopy(r.data)
+        data["run"] = {**(data.get("run") or {}), **run_refs}
+        return prepare_job(
+            dataclasses.replace(r, data=data),
+            experiment_id=experiment_id,
+            profile=profile,
+            env_file=env_file,
+            argv=["nemotron", *sys.argv[1:]],
+            cli_overrides={**overrides[step.stage.name], **{f"run.{k}": v for k, v in run_refs.items()}},
+            dry_run=dry_run,
+            depends_on=depends_on,
+            publish_alias=alias,
+            passthrough=passthrough,
+        )
+
+    plan = plan_pipe(
+        steps,
+        resolve,
+        registry,
+        experiment_id=experiment_id,
+        prepare=None if dry_run else prepare,
+        from_=from_,
+        only=only,
+        force=force,
+    )
+    write(plan_table(plan, pipe_name, profile))
+    if plan.skipped:
+        write(f"skipped (output exists for the same config): {', '.join(s.name for s in plan.skipped)}\n")
+    if dry_run:
+        write("dry run: nothing submitted. One stage's full plan: nemotron super3 <stage> -c CONFIG --dry-run\n")
+        return 0
+    if not plan.jobs:
+        write("nothing to run: every stage's output already exists (use --force or --from STAGE to rerun)\n")
+        return 0
+    _check_external_inputs(plan, registry)
+    from nemotron.execution.submit import submit
+
+    write(f"nemotron: {len(plan.jobs)} job(s) prepared in {time.monotonic() - t0:.1f}s\n")
+    result = submit(plan.jobs, profile, detach=detach)
+    return int(result.exit_code)
+
+
+def _check_external_inputs(plan: PipePlan, registry: Any) -> None:
+    """Inputs the pipe does not produce (config references) must exist before anything is submitted."""
+    from nemotron.launch.inputs import check_inputs, first_problem
+
+    for stage in plan.to_run:
+        assert stage.job is not None
+        run = stage.job.train_cfg.get("run") or {}
+        statuses = [s for s in check_inputs(stage.step.stage, run, registry) if s.slot not in stage.inputs]
+        problem = first_problem(statuses)
+        if problem:
+            raise UserError(f"{stage.name}: {problem}", hint="publish that artifact or add its producer to the pipe")
+
+
+def plan_table(plan: PipePlan, pipe_name: str, profile: Any) -> str:
+    """The pipe plan as text: one row per stage with what happens and why."""
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"pipe {pipe_name} -> {profile.name}  (experiment {plan.experiment_id})", box=None)
+    for column in ("stage", "config", "action", "inputs / artifact", "why"):
+        table.add_column(column, overflow="fold")
+    for stage in plan.stages:
+        if stage.action == SKIP:
+            detail = stage.artifact or ""
+        elif stage.action == RUN:
+            detail = ", ".join(f"{slot}={ref}" for slot, ref in stage.inputs.items()) or "-"
+        else:
+            detail = ""
+        table.add_row(stage.name, stage.step.config, stage.action, detail, stage.reason)
+    buf = io.StringIO()
+    Console(file=buf, width=160, force_terminal=False, color_system=None).print(table)
+    return buf.getvalue()
+
+
+def _stdout(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()

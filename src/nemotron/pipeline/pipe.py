@@ -1,0 +1,304 @@
+"""``pipe``: the stages of a pipe config as one dependency graph, minus what already exists.
+
+Wiring: each input port of a stage is fed by the nearest earlier stage in the pipe whose output
+has the port's kind (data prep stages have no inputs; an input no earlier stage produces keeps
+the reference in the stage's own config — e.g. pretrain's optional starting model).
+
+Skipping: a stage is skipped when the registry holds its output made by the same resolved config
+(``config_hash``, which leaves out run:/resources/output_dir/logging) from the same inputs (the
+artifact's recorded lineage matches what the pipe would feed it now). A stage fed by a stage that
+runs, runs too. ``--from`` forces a stage and everything after it, ``--only`` one stage, and
+``--force`` everything; stages that may not run then must already have their output.
+
+References: a consumer of a stage that runs in this experiment reads ``<output>:exp-<experiment>``
+(the node publishes that alias, so parallel pipes never read each other's ``latest``); a consumer
+of a skipped stage reads the existing artifact pinned as ``<output>:vN``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nemotron.errors import UserError
+from nemotron.execution.job import PreparedJob
+from nemotron.paths import CONFIGS_DIR
+from nemotron.pipeline.stages import FAMILY, Stage, get_stage
+
+RUN, SKIP, UNSELECTED = "run", "skip", "not selected"
+
+
+@dataclass(frozen=True)
+class PipeStep:
+    """One stage of a pipe and the named config (or YAML path) it runs with."""
+
+    stage: Stage
+    config: str
+
+
+@dataclass(frozen=True)
+class StageInfo:
+    """What planning needs from a stage's resolved config (resolution itself is the caller's)."""
+
+    output_name: str
+    config_hash: str
+
+
+@dataclass
+class StagePlan:
+    step: PipeStep
+    action: str = RUN  # run | skip | not selected
+    reason: str = ""
+    info: StageInfo | None = None
+    inputs: dict[str, str] = field(default_factory=dict)  # slot -> reference the pipe feeds
+    depends_on: list[str] = field(default_factory=list)  # stage names it waits for (afterok)
+    artifact: str | None = None  # name:vN reused when skipped
+    job: PreparedJob | None = None
+
+    @property
+    def name(self) -> str:
+        return self.step.stage.name
+
+
+@dataclass
+class PipePlan:
+    experiment_id: str
+    publish_alias: str
+    stages: list[StagePlan]
+
+    @property
+    def jobs(self) -> list[PreparedJob]:
+        return [s.job for s in self.stages if s.action == RUN and s.job is not None]
+
+    @property
+    def to_run(self) -> list[StagePlan]:
+        return [s for s in self.stages if s.action == RUN]
+
+    @property
+    def skipped(self) -> list[StagePlan]:
+        return [s for s in self.stages if s.action == SKIP]
+
+
+# ------------------------------------------------------------------------------------ pipe config
+
+
+def pipe_config_dir() -> Path:
+    return CONFIGS_DIR / FAMILY / "pipe"
+
+
+def available_pipes() -> list[str]:
+    return sorted(p.stem for p in pipe_config_dir().glob("*.yaml"))
+
+
+def load_pipe(name_or_path: str | None) -> tuple[str, list[PipeStep]]:
+    """Read ``configs/super3/pipe/<name>.yaml`` (or a path): ``stages:`` plus an optional ``config:``.
+
+    Each entry of ``stages`` is a canonical stage name, or ``{stage: NAME, config: CONFIG}`` to
+    give that stage another named config; the others use ``config:`` (default: the pipe's name).
+    """
+    import yaml
+
+    name = name_or_path or "default"
+    path = Path(name).expanduser()
+    if not (path.suffix in (".yaml", ".yml") or "/" in name):
+        path = pipe_config_dir() / f"{name}.yaml"
+    if not path.is_file():
+        raise UserError(f"no pipe config '{name}'", hint=f"available: {', '.join(available_pipes()) or 'none'}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("stages"), list) or not data["stages"]:
+        raise UserError(f"{path} must have a non-empty 'stages:' list of stage names")
+    default_config = str(data.get("config") or path.stem)
+    steps: list[PipeStep] = []
+    for entry in data["stages"]:
+        if isinstance(entry, dict):
+            stage, config = get_stage(str(entry.get("stage", ""))), str(entry.get("config") or default_config)
+        else:
+            stage, config = get_stage(str(entry)), default_config
+        if any(s.stage.name == stage.name for s in steps):
+            raise UserError(f"{path}: stage {stage.name} appears twice")
+        steps.append(PipeStep(stage, config))
+    return path.stem, steps
+
+
+# ----------------------------------------------------------------------------------------- wiring
+
+
+def wire(stages: list[Stage]) -> dict[str, dict[str, str]]:
+    """``consumer -> {slot: producer}``: each input fed by the nearest earlier producer of its kind."""
+    wiring: dict[str, dict[str, str]] = {}
+    for i, stage in enumerate(stages):
+        slots: dict[str, str] = {}
+        for port in stage.inputs:
+            for producer in reversed(stages[:i]):
+                if producer.output.kind == port.kind:
+                    slots[port.slot] = producer.name
+                    break
+        wiring[stage.name] = slots
+    return wiring
+
+
+def upstream(wiring: dict[str, dict[str, str]], name: str) -> set[str]:
+    """Every stage whose output ``name`` needs, directly or through other stages."""
+    seen: set[str] = set()
+    todo = list(wiring.get(name, {}).values())
+    while todo:
+        producer = todo.pop()
+        if producer not in seen:
+            seen.add(producer)
+            todo += wiring.get(producer, {}).values()
+    return seen
+
+
+def pick(steps: list[PipeStep], name: str | None, flag: str) -> str | None:
+    """Resolve ``--from``/``--only`` to a canonical stage name of this pipe."""
+    if name is None:
+        return None
+    stage = get_stage(name)
+    names = [s.stage.name for s in steps]
+    if stage.name not in names:
+        raise UserError(
+            f"{flag} {name}: stage {stage.name} is not part of this pipe", hint=f"its stages: {', '.join(names)}"
+        )
+    return stage.name
+
+
+# --------------------------------------------------------------------------------------- planning
+
+
+def plan_pipe(
+    steps: list[PipeStep],
+    resolve: Callable[[PipeStep], StageInfo],
+    registry: Any,
+    *,
+    experiment_id: str,
+    prepare: Callable[[PipeStep, dict[str, str], tuple[str, ...], str], PreparedJob] | None = None,
+    from_: str | None = None,
+    only: str | None = None,
+    force: bool = False,
+) -> PipePlan:
+    """Decide run/skip for every stage and (with ``prepare``) prepare the jobs that run.
+
+    ``resolve(step)`` returns the stage's output name and config hash (the caller owns config
+    loading); ``prepare(step, run_overrides, depends_on_job_ids, publish_alias)`` writes the job
+    dir. ``registry`` is a ``nemotron.artifacts.Registry``.
+    """
+    if from_ and only:
+        raise UserError(
+            "--from and --only cannot be combined", hint="--only runs one stage, --from a stage and the rest"
+        )
+    from_ = pick(steps, from_, "--from")
+    only = pick(steps, only, "--only")
+    names = [s.stage.name for s in steps]
+    wiring = wire([s.stage for s in steps])
+    alias = f"exp-{experiment_id}"
+
+    selected = set(names)
+    may_run = set(names)
+    forced: set[str] = set(names) if force else set()
+    if only:
+        selected = {only} | upstream(wiring, only)
+        may_run, forced = {only}, {only}
+    elif from_:
+        idx = names.index(from_)
+        may_run = set(names[idx:])
+        forced |= may_run
+
+    plans = {s.stage.name: StagePlan(step=s) for s in steps}
+    for step in steps:
+        plan = plans[step.stage.name]
+        if plan.name not in selected:
+            plan.action, plan.reason = UNSELECTED, f"--only {only}"
+            continue
+        plan.info = resolve(step)
+        fed_by = wiring[plan.name]
+        running = [p for p in fed_by.values() if plans[p].action == RUN]
+        if plan.name not in may_run:
+            _reuse(plan, registry, plans, fed_by, strict_lineage=False, why="--only" if only else "--from")
+            continue
+        if plan.name in forced:
+            plan.action, plan.reason = RUN, "forced" if force else (f"--only {only}" if only else f"--from {from_}")
+        elif running:
+            plan.action, plan.reason = RUN, f"its input from {', '.join(running)} is rebuilt"
+        else:
+            found = _find(plan, registry, plans, fed_by, strict_lineage=True)
+            if found is not None:
+                plan.action, plan.artifact = SKIP, found.ref
+                plan.reason = f"{found.ref} was made by this config (job {found.run.job_id or '?'})"
+            else:
+                plan.action, plan.reason = RUN, "no output for this config yet"
+        for slot, producer in fed_by.items():
+            p = plans[producer]
+            assert p.info is not None
+            plan.inputs[slot] = f"{p.info.output_name}:{alias}" if p.action == RUN else str(p.artifact)
+            if p.action == RUN:
+                plan.depends_on.append(producer)
+
+    result = PipePlan(experiment_id=experiment_id, publish_alias=alias, stages=[plans[n] for n in names])
+    if prepare is not None:
+        job_ids: dict[str, str] = {}
+        for plan in result.to_run:
+            deps = tuple(job_ids[d] for d in plan.depends_on)
+            plan.job = prepare(plan.step, dict(plan.inputs), deps, alias)
+            job_ids[plan.name] = plan.job.job_id
+    return result
+
+
+def _pinned_inputs(plans: dict[str, StagePlan], fed_by: dict[str, str]) -> dict[str, str] | None:
+    """slot -> name:vN of skipped producers; None when a producer runs (no pinned version yet)."""
+    pinned = {}
+    for slot, producer in fed_by.items():
+        artifact = plans[producer].artifact
+        if plans[producer].action != SKIP or not artifact:
+            return None
+        pinned[slot] = artifact
+    return pinned
+
+
+def _find(plan: StagePlan, registry: Any, plans: dict[str, StagePlan], fed_by: dict[str, str], *, strict_lineage: bool):
+    """The newest artifact of this stage's output made by its config (and, strictly, its inputs)."""
+    assert plan.info is not None
+    pinned = _pinned_inputs(plans, fed_by)
+    if strict_lineage and pinned is None:
+        return None
+    for art in reversed(registry.versions(plan.info.output_name)):  # newest first
+        if art.run.config_hash != plan.info.config_hash or art.run.stage not in ("", "unknown", plan.name):
+            continue
+        if "://" not in art.path and not Path(art.path).exists():
+            continue  # the data is gone: the stage must run again
+        if strict_lineage and pinned and not _same_inputs(art, pinned):
+            continue
+        return art
+    return None
+
+
+def _same_inputs(art: Any, pinned: dict[str, str]) -> bool:
+    if art.input_slots:
+        return all(art.input_slots.get(slot) == ref for slot, ref in pinned.items())
+    return set(pinned.values()) <= set(art.inputs)
+
+
+def _reuse(
+    plan: StagePlan,
+    registry: Any,
+    plans: dict[str, StagePlan],
+    fed_by: dict[str, str],
+    *,
+    strict_lineage: bool,
+    why: str,
+) -> None:
+    """A stage that may not run (``--only``/``--from``) must already have its output."""
+    found = _find(plan, registry, plans, fed_by, strict_lineage=strict_lineage)
+    assert plan.info is not None
+    if found is None:
+        raise UserError(
+            f"{why}: {plan.name} may not run, but there is no {plan.info.output_name} made by its config "
+            f"(hash {plan.info.config_hash[:12]})",
+            hint=f"run the pipe without {why} first, or start earlier",
+        )
+    plan.action, plan.artifact = SKIP, found.ref
+    plan.reason = f"{why}: reusing {found.ref}"
