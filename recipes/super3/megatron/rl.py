@@ -1,0 +1,446 @@
+"""RL (rlvr, swe1, swe2, rlhf): NeMo-RL GRPO with a Megatron policy and vLLM generation, on Ray.
+
+``build_grpo_config`` turns train.yaml into NeMo-RL's GRPO master config (``grpo``, ``loss_fn``,
+``policy``, ``data``, ``env``, ``checkpointing``, ``logger``, ``cluster``) — key names recorded in
+``api_reference/nemo_rl.json``; constants not in our schema carry the published Super3 values.
+The job runs under ``ray_launch.sh`` (Ray head on node 0, workers elsewhere); on the head this module
+writes the config, runs NeMo-RL's GRPO example script, then converts the last checkpoint to HF.
+NeMo-RL resumes from the newest ``step_N`` in the checkpoint directory, so a requeued job continues.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from nemotron.errors import UserError
+from nemotron.node.logs import get_logger
+from super3.megatron.common import locate_model, require
+
+NEMO_RL_DIR = os.environ.get("NEMO_RL_DIR", "/opt/nemo-rl")
+"""Where the NeMo-RL checkout lives in the nemo-rl container (the published runspec's workdir)."""
+
+MATH_SCRIPT = "examples/run_grpo_math.py"
+GYM_SCRIPT = "examples/nemo_gym/run_grpo_nemo_gym.py"
+CONVERTER = "examples/converters/convert_megatron_to_hf.py"
+CONFIG_NAME = "grpo_config.yaml"
+
+# NeMo-Gym environments of the published Super3 stages (stage2_rl/*/config/default.yaml env.nemo_gym.config_paths).
+GYM_CONFIG_PATHS = {
+    "rl.swe1": [
+        "responses_api_models/vllm_model/configs/vllm_model_for_training.yaml",
+        "resources_servers/single_step_tool_use_with_argument_comparison/configs/"
+        "swe_pivot_single_step_tool_use_with_argument_comparison.yaml",
+    ],
+    "rl.swe2": [
+        "responses_api_models/vllm_model/configs/vllm_model_for_training.yaml",
+        "responses_api_agents/swe_agents/configs/swebench_openhands_training.yaml",
+    ],
+    "rl.rlhf": [
+        "responses_api_models/vllm_model/configs/vllm_model_for_training.yaml",
+        "resources_servers/genrm_compare/configs/genrm_compare.yaml",
+        "resources_servers/single_step_tool_use_with_argument_comparison/configs/"
+        "single_step_tool_use_with_argument_comparison.yaml",
+    ],
+}
+
+
+def uses_gym(train_cfg: dict[str, Any]) -> bool:
+    """math runs NeMo-RL's built-in math environment; swe / reward_model run through NeMo-Gym."""
+    return train_cfg["env"]["name"] != "math"
+
+
+def must_save_by(slurm_time: str, margin_minutes: int = 30) -> str:
+    """``checkpointing.checkpoint_must_save_by`` (DD:HH:MM:SS): the time limit minus a margin to save."""
+    match = re.fullmatch(r"(?:(\d+)-)?(\d+):(\d+)(?::(\d+))?", slurm_time)
+    if not match:
+        raise UserError(f"resources.time '{slurm_time}' is not a Slurm time limit")
+    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    total = max(60, ((days * 24 + hours) * 60 + minutes - margin_minutes) * 60 + seconds)
+    d, rest = divmod(total, 86400)
+    h, rest = divmod(rest, 3600)
+    m, s = divmod(rest, 60)
+    return f"{d:02d}:{h:02d}:{m:02d}:{s:02d}"
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as f:
+        return sum(1 for line in f if line.strip())
+
+
+def rl_data_files(data_dir: str | Path) -> tuple[Path, Path]:
+    base = Path(data_dir)
+    train, val = base / "train.jsonl", base / "val.jsonl"
+    for path in (train, val):
+        if not path.is_file():
+            raise UserError(
+                f"the rl-data artifact has no {path.name} at {base}", hint="re-run `nemotron super3 data prep rl`"
+            )
+    return train, val
+
+
+def _megatron_cfg(train_cfg: dict[str, Any]) -> dict[str, Any]:
+    par, policy = train_cfg["parallel"], train_cfg["policy"]
+    lr = policy["lr"]
+    return {
+        "enabled": True,
+        "empty_unused_memory_level": 1,
+        "activation_checkpointing": True,
+        "tensor_model_parallel_size": par["tensor"],
+        "expert_tensor_parallel_size": par["expert_tensor"],
+        "expert_model_parallel_size": par["expert"],
+        "pipeline_model_parallel_size": par["pipeline"],
+        "num_layers_in_first_pipeline_stage": None,
+        "num_layers_in_last_pipeline_stage": None,
+        "context_parallel_size": par["context"],
+        "pipeline_dtype": "bfloat16",
+        "sequence_parallel": bool(par["sequence_parallel"]),
+        "freeze_moe_router": True,
+        "moe_router_dtype": "fp32",
+        "moe_router_load_balancing_type": "none",
+        "moe_router_bias_update_rate": 1.0e-3,
+        "moe_permute_fusion": True,
+        "apply_rope_fusion": True,
+        "defer_fp32_logits": True,
+        "calculate_per_token_loss": True,
+        "mtp_num_layers": 0,  # published: no MTP loss during RL
+        "optimizer": {
+            "optimizer": "adam",
+            "lr": lr,
+            "min_lr": lr,  # constant schedule
+            "weight_decay": 0.0,
+            "bf16": True,
+            "fp16": False,
+            "params_dtype": "float32",
+            "adam_beta1": 0.9,
+            "adam_beta2": 0.999,
+            "adam_eps": 1e-8,
+            "use_distributed_optimizer": True,
+            "use_precision_aware_optimizer": True,
+            "clip_grad": 1.0,
+        },
+        "scheduler": {
+            "start_weight_decay": 0.0,
+            "end_weight_decay": 0.0,
+            "weight_decay_incr_style": "constant",
+            "lr_decay_style": "constant",
+            "lr_decay_iters": None,
+            "lr_warmup_iters": 10,
+            "lr_warmup_init": 3e-7,
+        },
+        "distributed_data_parallel_config": {
+            "grad_reduce_in_fp32": False,
+            "overlap_grad_reduce": False,
+            "overlap_param_gather": True,
+            "average_in_collective": False,
+            "use_custom_fsdp": False,
+            "data_parallel_sharding_strategy": "optim_grads_params",
+        },
+        "fp8_cfg": {"enabled": False},
+        "env_vars": None,
+    }
+
+
+def _generation(train_cfg: dict[str, Any], gpus_per_node: int) -> dict[str, Any]:
+    gen, seq = train_cfg["policy"]["generation"], train_cfg["policy"]["max_total_sequence_length"]
+    colocated = bool(gen["colocated"])
+    if not colocated and gen["nodes"] < 1:
+        raise UserError("policy.generation.colocated=false needs policy.generation.nodes >= 1")
+    return {
+        "backend": gen["backend"],
+        "max_new_tokens": gen["max_new_tokens"],
+        "temperature": gen["temperature"],
+        "top_p": gen["top_p"],
+        "top_k": None,
+        "stop_token_ids": None,
+        "stop_strings": None,
+        "vllm_cfg": {
+            "async_engine": not colocated,
+            "precision": "bfloat16",
+            "kv_cache_dtype": "auto",
+            "tensor_parallel_size": gen["tensor_parallel"],
+            "pipeline_parallel_size": 1,
+            "expert_parallel_size": 1,
+            "gpu_memory_utilization": 0.8,
+            "max_model_len": seq,
+            "enforce_eager": False,
+            "use_deep_gemm": False,
+            "num_last_layers_in_bf16": 0,
+            "num_first_layers_in_bf16": 0,
+        },
+        "vllm_kwargs": {"mamba_ssm_cache_dtype": "float32"},
+        "colocated": {
+            "enabled": colocated,
+            "resources": {
+                "gpus_per_node": None if colocated else gpus_per_node,
+                "num_nodes": None if colocated else gen["nodes"],
+            },
+        },
+    }
+
+
+def build_grpo_config(train_cfg: dict[str, Any], inputs: dict[str, Any], output_dir: str | Path) -> dict[str, Any]:
+    """The NeMo-RL GRPO master config for this train.yaml and these inputs."""
+    output_dir = Path(output_dir)
+    for slot in ("model", "data"):
+        if slot not in inputs:
+            raise UserError(f"RL needs run.{slot}")
+    hf = locate_model(inputs["model"]).hf
+    if hf is None:
+        model = inputs["model"]
+        raise UserError(
+            f"run.model {model.name}:v{model.version} has no Hugging Face export",
+            hint="NeMo-RL loads the policy from HF; use an SFT or RL model (export.hf=true)",
+        )
+    train_file, val_file = rl_data_files(inputs["data"].path)
+    grpo, policy, env, res = train_cfg["grpo"], train_cfg["policy"], train_cfg["env"], train_cfg["resources"]
+    gbs = grpo["num_prompts_per_step"] * grpo["num_generations_per_prompt"]
+    if policy["train_global_batch_size"] != gbs:
+        raise UserError(
+            f"policy.train_global_batch_size ({policy['train_global_batch_size']}) must equal "
+            f"num_prompts_per_step x num_generations_per_prompt ({gbs})",
+            hint="GRPO trains on every rollout of a step once",
+        )
+    seq, gpus = policy["max_total_sequence_length"], res["gpus_per_node"]
+    gen = _generation(train_cfg, gpus)
+    gym = uses_gym(train_cfg)
+    n_val = _count_lines(val_file)
+    job = train_cfg.get("job") or {}
+    wandb = job.get("wandb") or train_cfg.get("wandb") or {}
+    use_wandb = bool(train_cfg["logging"]["wandb"] and wandb.get("project") and wandb.get("mode") != "disabled")
+    val_period = grpo["val_period"]
+    config: dict[str, Any] = {
+        "grpo": {
+            "num_prompts_per_step": grpo["num_prompts_per_step"],
+            "num_generations_per_prompt": grpo["num_generations_per_prompt"],
+            "max_rollout_turns": 1,
+            "max_num_epochs": grpo["max_num_epochs"],
+            "max_num_steps": grpo["max_num_steps"],
+            "normalize_rewards": grpo["normalize_rewards"],
+            "use_leave_one_out_baseline": grpo["use_leave_one_out_baseline"],
+            "val_period": val_period,
+            "val_at_start": False,
+            "val_at_end": False,
+            "overlong_filtering": False,
+            "max_val_samples": n_val,
+            "val_batch_size": min(256, n_val),
+            "seed": train_cfg["seed"],
+            "use_dynamic_sampling": False,
+            "reward_shaping": {"enabled": False},
+            "reward_scaling": {"enabled": False},
+            "async_grpo": {
+                "enabled": not gen["colocated"]["enabled"],
+                "max_trajectory_age_steps": 1,
+                "in_flight_weight_updates": True,
+                "recompute_kv_cache_after_weight_updates": False,
+            },
+        },
+        "loss_fn": {
+            "reference_policy_kl_penalty": grpo["kl_coef"],
+            "reference_policy_kl_type": "k3",
+            "ratio_clip_min": grpo["clip_eps"],
+            "ratio_clip_max": grpo["clip_eps_high"] or grpo["clip_eps"],
+            "ratio_clip_c": None,
+            "use_on_policy_kl_approximation": True,
+            "use_importance_sampling_correction": True,
+            "sequence_level_importance_ratios": False,
+            "token_level_loss": True,
+        },
+        "checkpointing": {
+            "enabled": True,
+            "checkpoint_dir": str(output_dir / "checkpoints"),
+            "metric_name": "val_reward" if val_period else None,
+            "higher_is_better": True,
+            "keep_top_k": 1000000,
+            "save_period": train_cfg["checkpoint"]["save_interval"],
+            "checkpoint_must_save_by": must_save_by(res["time"]),
+            "model_save_format": "safetensors",
+            "save_consolidated": False,
+        },
+        "policy": {
+            "model_name": str(hf),
+            "tokenizer": {"name": str(hf)},
+            "train_global_batch_size": gbs,
+            "train_micro_batch_size": policy["train_micro_batch_size"],
+            "generation_batch_size": 64,
+            "logprob_batch_size": 1,
+            "max_total_sequence_length": seq,
+            "precision": "bfloat16",
+            "logprob_chunk_size": 2048,
+            "dtensor_cfg": {"enabled": False},
+            "megatron_cfg": _megatron_cfg(train_cfg),
+            "dynamic_batching": {"enabled": False},
+            "sequence_packing": {
+                "enabled": True,
+                "train_mb_tokens": seq * policy["train_micro_batch_size"],
+                "logprob_mb_tokens": seq,
+                "algorithm": "modified_first_fit_decreasing",
+                "sequence_length_round": 64,
+            },
+            "make_sequence_length_divisible_by": train_cfg["parallel"]["tensor"],
+            "max_grad_norm": 1.0,
+            "optimizer": None,
+            "scheduler": None,
+            "generation": gen,
+        },
+        "data": {
+            "max_input_seq_length": seq,
+            "shuffle": not gym,
+            "num_workers": 1,
+        },
+        "logger": {
+            "log_dir": str(output_dir / "logs"),
+            "num_val_samples_to_print": 0,
+            "wandb_enabled": use_wandb,
+            "tensorboard_enabled": False,
+            "mlflow_enabled": False,
+            "swanlab_enabled": False,
+            "monitor_gpus": True,
+            "wandb": {"project": wandb.get("project"), "name": job.get("id") or job.get("stage")},
+            "tensorboard": {},
+            "gpu_monitoring": {"collection_interval": 10, "flush_interval": 10},
+        },
+        "cluster": {
+            "gpus_per_node": gpus,
+            # NeMo-Gym subtracts its own GPU nodes; the math environment needs none of the reserved nodes.
+            "num_nodes": res["nodes"] if gym else res["nodes"] - env["gpu_nodes"],
+        },
+    }
+    if gym:
+        config["data"].update(
+            {
+                "train": {"data_path": str(train_file)},
+                "validation": {"data_path": str(val_file)},
+                "default": {
+                    "dataset_name": "NemoGymDataset",
+                    "env_name": "nemo_gym",
+                    "processor": "nemo_gym_data_processor",
+                    "prompt_file": None,
+                    "system_prompt_file": None,
+                },
+            }
+        )
+        stage = str(job.get("stage") or "")
+        config["env"] = {
+            "should_use_nemo_gym": True,
+            "nemo_gym": {"num_gpu_nodes": env["gpu_nodes"], "config_paths": GYM_CONFIG_PATHS.get(stage, [])},
+        }
+        if env.get("reward_model"):
+            config["env"]["nemo_gym"]["genrm_model"] = {
+                "responses_api_models": {"vllm_model": {"model": env["reward_model"]}}
+            }
+    else:
+        config["data"].update(
+            {
+                "train": {"data_path": str(train_file), "input_key": "prompt", "output_key": "answer"},
+                "validation": {"data_path": str(val_file), "input_key": "prompt", "output_key": "answer"},
+                "default": {
+                    "dataset_name": "ResponseDataset",
+                    "env_name": "math",
+                    "processor": "math_hf_data_processor",
+                    "prompt_file": None,
+                    "system_prompt_file": None,
+                },
+            }
+        )
+        config["env"] = {"math": {"num_workers": 8, "math_verify_impl": "hf_math_verify"}}
+    return config
+
+
+def grpo_command(train_cfg: dict[str, Any], config_path: str | Path) -> list[str]:
+    """The NeMo-RL command the Ray head runs (cwd: ``NEMO_RL_DIR``)."""
+    script = GYM_SCRIPT if uses_gym(train_cfg) else MATH_SCRIPT
+    return ["uv", "run", "python", script, "--config", str(config_path)]
+
+
+def convert_command(step_dir: str | Path, weights_dir: str | Path, hf_dir: str | Path) -> list[str]:
+    """NeMo-RL's Megatron -> HF converter for one saved step (needs the ``mcore`` extra)."""
+    return [
+        "uv", "run", "--extra", "mcore", "python", CONVERTER,
+        "--config", str(Path(step_dir) / "config.yaml"),
+        "--megatron-ckpt-path", str(weights_dir),
+        "--hf-ckpt-path", str(hf_dir),
+    ]  # fmt: skip
+
+
+def inner_commands(train_cfg: dict[str, Any], output_dir: str | Path) -> list[list[str]]:
+    """What the entry script runs, for the dry-run (the step is only known after training)."""
+    output_dir = Path(output_dir)
+    step = output_dir / "checkpoints" / "step_<last>"
+    return [
+        grpo_command(train_cfg, output_dir / CONFIG_NAME),
+        convert_command(step, step / "policy" / "weights" / "iter_<last>", output_dir / "hf.tmp"),
+    ]
+
+
+def latest_step(checkpoint_dir: str | Path) -> tuple[int, Path] | None:
+    """The newest ``step_N`` directory NeMo-RL saved, or ``None``."""
+    steps = []
+    for path in Path(checkpoint_dir).glob("step_*"):
+        match = re.fullmatch(r"step_(\d+)", path.name)
+        if match and path.is_dir():
+            steps.append((int(match.group(1)), path))
+    return max(steps) if steps else None
+
+
+def megatron_weights(step_dir: Path) -> Path:
+    """``step_N/policy/weights`` or its newest ``iter_*`` sub-directory."""
+    weights = step_dir / "policy" / "weights"
+    iters = sorted(p for p in weights.glob("iter_*") if p.is_dir())
+    return iters[-1] if iters else weights
+
+
+def write_config(config: dict[str, Any], path: Path) -> None:
+    import yaml
+
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(config, sort_keys=False))
+    os.replace(tmp, path)
+
+
+def _launch(train_cfg: dict[str, Any], config_path: Path, output_dir: Path) -> None:
+    """Run NeMo-RL GRPO on the Ray cluster, then convert the last checkpoint to HF (Ray head only)."""
+    if not Path(NEMO_RL_DIR).is_dir():
+        raise UserError(
+            f"NeMo-RL checkout not found at {NEMO_RL_DIR}",
+            hint="run RL in the nemo-rl container (resources.container) or set NEMO_RL_DIR",
+        )
+    require("ray", "Ray")
+    log = get_logger()
+    cmd = grpo_command(train_cfg, config_path)
+    log.info("running %s (cwd %s)", " ".join(cmd), NEMO_RL_DIR)
+    subprocess.run(cmd, cwd=NEMO_RL_DIR, check=True)
+    last = latest_step(output_dir / "checkpoints")
+    if last is None:
+        raise RuntimeError(f"GRPO ended without a checkpoint in {output_dir / 'checkpoints'}; nothing to publish")
+    hf_dir, tmp = output_dir / "hf", output_dir / "hf.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    conv = convert_command(last[1], megatron_weights(last[1]), tmp)
+    log.info("converting step %d to HF: %s", last[0], " ".join(conv))
+    subprocess.run(conv, cwd=NEMO_RL_DIR, check=True)
+    shutil.rmtree(hf_dir, ignore_errors=True)
+    tmp.rename(hf_dir)
+
+
+def run(train_cfg: dict[str, Any], inputs: dict[str, Any], output_dir: Path) -> dict[str, Any]:
+    """Node entry (``super3.megatron.rl``), run on the Ray head by ``ray_launch.sh``."""
+    output_dir = Path(output_dir)
+    config = build_grpo_config(train_cfg, inputs, output_dir)
+    config_path = output_dir / CONFIG_NAME
+    write_config(config, config_path)
+    get_logger().info("NeMo-RL GRPO config written to %s", config_path)
+    _launch(train_cfg, config_path, output_dir)
+    step = latest_step(output_dir / "checkpoints")
+    return {
+        "format": "hf",
+        "library": "nemo-rl",
+        "algorithm": "grpo",
+        "environment": train_cfg["env"]["name"],
+        "hf_dir": "hf",
+        "step": step[0] if step else None,
+        "grpo_config": CONFIG_NAME,
+    }
