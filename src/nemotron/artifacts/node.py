@@ -92,13 +92,16 @@ def publish_output(
     aliases = list(output.get("aliases") or [DEFAULT_ALIAS])
     if job.get("publish_alias"):
         aliases.append(str(job["publish_alias"]))
+    inputs = dict(inputs or {})
+    ordered = {p.slot: inputs.pop(p.slot) for p in stage.inputs if p.slot in inputs}  # port order
+    ordered.update(inputs)
     registry = registry_for(train_cfg)
     return registry.publish(
         name=name,
         kind=stage.output.kind,
         path=path,
         metadata=metadata or {},
-        inputs=dict(inputs or {}),
+        inputs=ordered,
         run={**job, "stage": stage.name},
         aliases=aliases,
     )

@@ -107,7 +107,10 @@ def resolve_run_refs(run: Mapping[str, Any], registry: Any, stage: str | None = 
         stage_obj = get_stage(stage)
         ports = {port.slot: port for port in stage_obj.inputs}
     resolved: dict[str, Artifact] = {}
-    for slot, ref in (run or {}).items():
+    failures: list[tuple[str, UserError]] = []
+    order = [slot for slot in ports if slot in (run or {})] + [slot for slot in (run or {}) if slot not in ports]
+    for slot in order:
+        ref = run[slot]
         if ref in (None, ""):
             continue
         if isinstance(ref, str) and ref.startswith("${art:"):
@@ -116,7 +119,8 @@ def resolve_run_refs(run: Mapping[str, Any], registry: Any, stage: str | None = 
         try:
             art = registry.get(str(ref))
         except UserError as exc:
-            raise UserError(f"run.{slot}: {exc.message}", hint=exc.hint) from exc
+            failures.append((slot, exc))  # report every missing input at once
+            continue
         port = ports.get(slot)
         if port is not None and art.kind != port.kind:
             raise UserError(
@@ -124,6 +128,15 @@ def resolve_run_refs(run: Mapping[str, Any], registry: Any, stage: str | None = 
                 hint=f"point run.{slot} at a {port.kind} artifact",
             )
         resolved[slot] = art
+    if len(failures) == 1:
+        slot, exc = failures[0]
+        raise UserError(f"run.{slot}: {exc.message}", hint=exc.hint)
+    if failures:
+        raise UserError(
+            f"{len(failures)} inputs cannot be resolved: "
+            + "; ".join(f"run.{slot}: {exc.message}" for slot, exc in failures),
+            hint=" / ".join(exc.hint or "" for _, exc in failures),
+        )
     if stage_obj is not None:
         for port in stage_obj.inputs:
             if not port.optional and port.slot not in resolved:

@@ -164,6 +164,9 @@ class WandbMirror:
                 if not self.allow_offline_fallback:
                     raise
                 self.warn(f"W&B online init failed ({type(exc).__name__}); logging {artifact.ref} offline")
+                import wandb
+
+                wandb.teardown()  # the service still holds the half-started run's id; start afresh
         return self._init(artifact, "offline")
 
     def _publish(self, artifact: Artifact, inputs: list[Artifact]) -> dict[str, Any]:
@@ -203,10 +206,17 @@ class WandbMirror:
             if offline:
                 state["offline_dir"] = str(run.settings.sync_dir)
                 state["uploaded"] = False
-            return state
         finally:
             if own:
                 run.finish()
+        if offline and own:
+            from nemotron.artifacts.wandb_offline import wait_for_artifact
+
+            # finish() may return before the log is on disk: confirm what is really written
+            state["verified"] = wait_for_artifact(Path(state["offline_dir"]), artifact.name) is not None
+            if not state["verified"]:
+                self.warn(f"W&B offline log of {artifact.ref} not found on disk yet in {state['offline_dir']}")
+        return state
 
 
 def build_wandb_artifact(artifact: Artifact):

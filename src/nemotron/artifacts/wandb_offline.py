@@ -108,3 +108,24 @@ def run_info(run_dir: Path) -> dict[str, Any]:
                 "name": run.display_name,
             }
     return {}
+
+
+def wait_for_artifact(run_dir: Path, name: str, timeout: float = 15.0) -> dict[str, Any] | None:
+    """Poll until the offline run's log holds artifact ``name`` (or ``timeout``); its record or None.
+
+    ``run.finish()`` can return before wandb's service has flushed the transaction log to disk, so
+    the mirror checks what is really written before it reports an offline publish as recorded.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            for record in logged_artifacts(run_dir):
+                if record["name"] == name:
+                    return record
+        except (FileNotFoundError, ValueError):
+            pass
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.1)
