@@ -99,13 +99,18 @@ def _is_data_file(path: Path) -> bool:
 
 
 def _default_name(pattern: str) -> str:
-    base = Path(pattern.rstrip("/")).name or "data"
-    for suffix in GZ_SUFFIXES + JSONL_SUFFIXES + PARQUET_SUFFIXES:
-        if base.lower().endswith(suffix):
-            base = base[: -len(suffix)]
-            break
-    base = re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("._-")
-    return base or "data"
+    """A readable dataset name: the last path part that is not just a glob (``web/*.jsonl`` -> ``web``)."""
+    for part in reversed(Path(pattern.rstrip("/")).parts):
+        base = part
+        for suffix in GZ_SUFFIXES + JSONL_SUFFIXES + PARQUET_SUFFIXES:
+            if base.lower().endswith(suffix):
+                base = base[: -len(suffix)]
+                break
+        base = re.sub(r"\[[^\]]*\]|[*?]", "", base)
+        base = re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("._-")
+        if base:
+            return base
+    return "data"
 
 
 def expand_inputs(inputs: list[Any]) -> list[Dataset]:

@@ -1,0 +1,73 @@
+"""RL data prep: train/val JSONL split by content hash, manifest with checksums, bad rows."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from nemotron.data_prep.rl import prepare_rl
+from nemotron.errors import UserError
+
+from .conftest import GSM, TINY, assert_same_tree, need, read_jsonl, write_jsonl
+
+
+def rl_cfg(inputs, **data) -> dict:
+    return {"output": {"name": "test-rl-data"}, "data": {"inputs": inputs, **data}, "workers": 1}
+
+
+def test_tiny_prompts_split_and_manifest(tmp_path: Path) -> None:
+    src = TINY / "rl_prompts.jsonl"
+    if not src.exists():
+        pytest.skip("tiny RL prompts not generated yet")
+    manifest = prepare_rl(rl_cfg([str(src)], valid_fraction=0.1), tmp_path / "out", progress=False)
+    train = read_jsonl(tmp_path / "out" / "train.jsonl")
+    val = read_jsonl(tmp_path / "out" / "val.jsonl")
+    source = read_jsonl(src)
+    assert len(train) + len(val) == len(source) == manifest["num_train"] + manifest["num_val"]
+    assert 3 <= len(val) <= 20
+    assert {(r["prompt"], r["answer"]) for r in train + val} == {(r["prompt"], r["answer"]) for r in source}
+    assert not {r["prompt"] for r in train} & {r["prompt"] for r in val}
+    assert all(set(r) == {"id", "prompt", "answer"} for r in train + val)
+    on_disk = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert on_disk["kind"] == "rl-data" and on_disk["train"] == "train.jsonl" and on_disk["val"] == "val.jsonl"
+    for name, info in on_disk["files"].items():
+        data = (tmp_path / "out" / name).read_bytes()
+        assert info == {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def test_gsm_sharded_workers_keep_fields(tmp_path: Path) -> None:
+    cfg = rl_cfg([str(need(GSM))], valid_fraction=0.05, shard_size_mb=0.3, keep_fields=["solution_cot"])
+    one = prepare_rl(cfg, tmp_path / "out", progress=False)
+    assert one["num_shards"] >= 8 and one["num_train"] + one["num_val"] == 5000
+    assert 170 <= one["num_val"] <= 330
+    first = read_jsonl(tmp_path / "out" / "train.jsonl")[0]
+    assert set(first) == {"id", "prompt", "answer", "solution_cot"}
+    (tmp_path / "out").rename(tmp_path / "one")
+    prepare_rl(cfg | {"workers": 2}, tmp_path / "out", progress=False)
+    assert_same_tree(tmp_path / "one", tmp_path / "out")
+
+
+def test_duplicates_stay_in_one_split_and_bad_rows(tmp_path: Path) -> None:
+    rows = [{"prompt": f"What is {i} + 1?", "answer": i + 1, "uid": f"q{i}"} for i in range(200)]
+    rows += rows[:50]  # duplicates
+    lines = [json.dumps(r) for r in rows] + [
+        '{"prompt": "x"',
+        json.dumps({"prompt": "no answer"}),
+        json.dumps({"prompt": " ", "answer": "1"}),
+    ]
+    src = write_jsonl(tmp_path / "p.jsonl", lines)
+    manifest = prepare_rl(
+        rl_cfg([str(src)], valid_fraction=0.2, id_field="uid", max_bad_fraction=0.05), tmp_path / "out", progress=False
+    )
+    assert manifest["bad_rows"]["by_reason"] == {"empty_text": 1, "invalid_json": 1, "missing_field": 1}
+    train = read_jsonl(tmp_path / "out" / "train.jsonl")
+    val = read_jsonl(tmp_path / "out" / "val.jsonl")
+    assert not {r["prompt"] for r in train} & {r["prompt"] for r in val}
+    assert all(isinstance(r["answer"], str) and r["id"].startswith("q") for r in train + val)
+    with pytest.raises(UserError, match="max_bad_fraction=0.001"):
+        prepare_rl(rl_cfg([str(src)], max_bad_fraction=0.001), tmp_path / "o2", progress=False)
+    with pytest.raises(UserError, match="weights apply to pretrain blends only"):
+        prepare_rl(rl_cfg([{"path": str(src), "weight": 1.0}]), tmp_path / "o3", progress=False)
