@@ -128,7 +128,7 @@ def render_tree(graph: LineageGraph):
         aliases = f" [magenta]@{escape(','.join(art.aliases))}[/]" if art.aliases else ""
         text = (
             f"{prefix}[bold cyan]{escape(art.ref)}[/]{aliases} [green]({escape(art.kind)})[/] ← "
-            f"[yellow]{escape(run.stage or '?')}[/] [{escape(run.job_id or '-')}] "
+            f"[yellow]{escape(run.stage or '?')}[/] {escape('[' + (run.job_id or '-') + ']')} "
             f"config [blue]{escape((run.config_hash or '-')[:12])}[/] [dim]{escape(short_time(run.created_at))}[/]"
         )
         return text + (" [dim](shown above)[/]" if seen_before else "")

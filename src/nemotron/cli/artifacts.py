@@ -70,13 +70,24 @@ def ls(
 
     counts = {name: len(registry.versions(name)) for name in {a.name for a in items}}
     table = Table(title=f"artifacts in {escape(str(registry.root))}", title_justify="left")
-    for column in ("NAME", "VERSION", "KIND", "ALIASES", "STAGE", "JOB", "CREATED", "PATH"):
+    columns = (
+        "NAME",
+        "VERSION",
+        *(() if all_versions else ("OF",)),
+        "KIND",
+        "ALIASES",
+        "STAGE",
+        "JOB",
+        "CREATED",
+        "PATH",
+    )
+    for column in columns:
         table.add_column(column, overflow="fold")
     for art in items:
-        version = f"v{art.version}" + ("" if all_versions else f" ({counts[art.name]})")
         table.add_row(
             escape(art.name),
-            version,
+            f"v{art.version}",
+            *(() if all_versions else (str(counts[art.name]),)),
             escape(art.kind),
             escape(", ".join(art.aliases)),
             escape(art.run.stage),

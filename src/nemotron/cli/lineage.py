@@ -43,6 +43,6 @@ def lineage(
     if format == "tree":
         from rich.console import Console
 
-        Console(soft_wrap=True).print(out)
+        Console(soft_wrap=False).print(out)  # long lines wrap under their branch, never get cut
     else:
         sys.stdout.write(out)
