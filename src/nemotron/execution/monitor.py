@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shlex
 import sys
 import time
@@ -23,6 +24,13 @@ from nemotron.execution.records import ExperimentRecord, JobRecord
 from nemotron.execution.shell import Shell
 
 Write = Callable[[str], None]
+
+# Lines of a batch log that come from Slurm/srun/pyxis or the shell, not from `set -x` echoes.
+_SCHEDULER_MSG = re.compile(
+    r"^(?!\+)(?!.*\bsrun --output\b).*(srun:|slurmstepd|sbatch:|pyxis|enroot|error|unrecognized|"
+    r"not found|no such file|permission denied|cancelled|killed|oom|timeout)",
+    re.IGNORECASE,
+)
 
 
 def stdout_write(text: str) -> None:
@@ -206,11 +214,20 @@ def failure_report(record: ExperimentRecord, job: JobRecord, status: st.JobStatu
     if status.reason:
         parts.append(f"  {'slurm reason' if record.is_slurm else 'reason'}: {status.reason}")
     if record.is_slurm:
-        for label, path in (("batch log", job.sbatch_log()), ("task log", job.slurm_log())):
-            text = tail_text(shell, path)
-            if text.strip():
-                parts.append(f"  last lines of the {label} {path}:")
-                parts += [f"    {line}" for line in text.rstrip("\n").split("\n")]
+        # NeMo-Run's batch script runs under `set -vx`: its log echoes every script line. What
+        # explains a failure before the stage script are the scheduler's own messages.
+        batch = [ln for ln in tail_text(shell, job.sbatch_log(), 400).splitlines() if _SCHEDULER_MSG.search(ln)]
+        if batch:
+            parts.append(f"  from the batch log {job.sbatch_log()}:")
+            parts += [f"    {line}" for line in batch[-12:]]
+        if any("container" in line for line in batch):
+            parts.append('  hint: no pyxis on this cluster? set container_image = "" in the profile')
+        task = tail_text(shell, job.slurm_log())
+        if task.strip():
+            parts.append(f"  last lines of the task log {job.slurm_log()}:")
+            parts += [f"    {line}" for line in task.rstrip("\n").split("\n")]
+        if not batch and not task.strip():
+            parts.append(f"  no log yet; see {job.task_dir}")
     else:
         text = tail_text(shell, log_path(record, job))
         if text.strip():
