@@ -83,3 +83,36 @@ def test_threads_in_one_process_do_not_share_a_version(tmp_path):
         t.join(timeout=60)
     assert not errors
     _check(Registry(root), {(w, i) for w in range(4) for i in range(20)}, 4, 20)
+
+
+def _hold_lock(path: str, ready, release) -> None:
+    from nemotron.artifacts.fsio import file_lock
+
+    with file_lock(Path(path)):
+        ready.set()
+        release.wait(30)
+
+
+def test_a_held_lock_is_a_clear_error_not_a_hang(tmp_path):
+    import time
+
+    import pytest
+
+    from nemotron.artifacts.fsio import file_lock
+    from nemotron.errors import UserError
+
+    ctx = mp.get_context("spawn")
+    ready, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold_lock, args=(str(tmp_path / ".lock"), ready, release))
+    holder.start()
+    try:
+        assert ready.wait(30)
+        start = time.monotonic()
+        with pytest.raises(UserError, match="timed out"), file_lock(tmp_path / ".lock", timeout=0.5):
+            pass
+        assert time.monotonic() - start < 5
+    finally:
+        release.set()
+        holder.join(30)
+    with file_lock(tmp_path / ".lock", timeout=5):  # free again once the holder is gone
+        pass
