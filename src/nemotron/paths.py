@@ -27,8 +27,10 @@ def jobs_root() -> Path:
 
 
 def default_artifacts_root() -> Path:
-    """The local artifact registry when env.toml has no ``[artifacts] root``."""
-    return nemotron_home() / "artifacts"
+    """The local artifact registry when env.toml has no ``[artifacts] root``:
+    ``$NEMOTRON_ARTIFACTS_ROOT``, else ``<NEMOTRON_HOME>/artifacts``."""
+    override = os.environ.get("NEMOTRON_ARTIFACTS_ROOT")
+    return Path(override).expanduser() if override else nemotron_home() / "artifacts"
 
 
 def default_outputs_root() -> Path:

@@ -41,11 +41,13 @@ ROOT_ENV = "NEMOTRON_ARTIFACTS_ROOT"
 
 
 def default_root() -> Path:
-    """``$NEMOTRON_ARTIFACTS_ROOT`` or ``nemotron.paths.default_artifacts_root()``."""
-    from nemotron.paths import default_artifacts_root
-
+    """``$NEMOTRON_ARTIFACTS_ROOT``, else env.toml's ``[artifacts] root``, else ``<NEMOTRON_HOME>/artifacts``."""
     env = os.environ.get(ROOT_ENV)
-    return Path(env).expanduser() if env else default_artifacts_root()
+    if env:
+        return Path(env).expanduser()
+    from nemotron.env.profiles import load_env
+
+    return load_env().artifacts_root
 
 
 def utc_now() -> str:

@@ -24,7 +24,7 @@ RootOption = Annotated[
     Path | None,
     typer.Option(
         "--root",
-        help="Registry root (default: $NEMOTRON_ARTIFACTS_ROOT, else <NEMOTRON_HOME>/artifacts).",
+        help="Registry root (default: $NEMOTRON_ARTIFACTS_ROOT, else env.toml [artifacts] root, else <NEMOTRON_HOME>/artifacts).",
         show_default=False,
     ),
 ]

@@ -27,7 +27,7 @@ def lineage(
         Path | None,
         typer.Option(
             "--root",
-            help="Registry root (default: $NEMOTRON_ARTIFACTS_ROOT, else <NEMOTRON_HOME>/artifacts).",
+            help="Registry root (default: $NEMOTRON_ARTIFACTS_ROOT, else env.toml [artifacts] root, else <NEMOTRON_HOME>/artifacts).",
             show_default=False,
         ),
     ] = None,

@@ -168,7 +168,9 @@ class EnvFile:
 
     @property
     def artifacts_root(self) -> Path:
-        return Path(self.artifacts["root"])
+        """``$NEMOTRON_ARTIFACTS_ROOT`` (tests, one-off runs) over ``[artifacts] root`` over the default."""
+        override = os.environ.get("NEMOTRON_ARTIFACTS_ROOT")
+        return Path(override).expanduser() if override else Path(self.artifacts["root"])
 
     def known(self) -> list[str]:
         names = list(self.raw_profiles)
