@@ -87,6 +87,9 @@ def prepare_job(
         "artifacts_root": str(env_file.artifacts_root),
         "git_rev": git["rev"],
     }
+    if env_file.wandb:
+        # the node mirrors publishes to W&B with these settings; API keys travel as env vars only
+        job_section["wandb"] = redact(dict(env_file.wandb))
     if publish_alias:
         job_section["publish_alias"] = publish_alias
     if passthrough:
