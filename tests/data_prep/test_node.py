@@ -82,3 +82,79 @@ def test_node_entry_user_error_is_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert lines[-1].startswith("error: data.inputs[0]: no input files match") and "Traceback" not in proc.stderr
+
+
+def _two_tasks_env(rank: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "WANDB_"))}
+    return env | {"SLURM_PROCID": str(rank), "SLURM_NTASKS": "2", "SLURM_JOB_ID": "4242", "SLURM_STEP_ID": "0"}
+
+
+def test_two_concurrent_tasks_share_shards_and_publish_once(tmp_path: Path) -> None:
+    """Two tasks of one Slurm step (SLURM_PROCID 0/1 of 2) running at the same time."""
+    from .conftest import assert_same_tree
+
+    registry_mod = pytest.importorskip("nemotron.artifacts.registry")
+    config = train_yaml(tmp_path, "pretrain", data={"shard_size_mb": 0.01})
+    solo = run(config, cwd=tmp_path)
+    assert solo.returncode == 0, solo.stderr
+    out = tmp_path / "outputs" / "pretrain"
+    out.rename(tmp_path / "solo")
+    cmd = [sys.executable, str(SCRIPT), "--config", str(config), "--no-progress"]
+    procs = [
+        subprocess.Popen(
+            cmd, cwd=tmp_path, env=_two_tasks_env(r), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for r in (0, 1)
+    ]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], results
+    assert_same_tree(tmp_path / "solo", out)
+    published = [err.count("published tiny-pretrain-data") for _, err in results]
+    assert sum(published) == 1, results
+    versions = registry_mod.Registry(tmp_path / "artifacts").versions("tiny-pretrain-data")
+    assert len(versions) == 2  # the solo run's and exactly one from the two-task run
+
+
+def _slurm_up() -> bool:
+    import shutil
+
+    if not shutil.which("srun") or not shutil.which("sinfo"):
+        return False
+    try:
+        info = subprocess.run(["sinfo", "-h", "-o", "%a %t"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return info.returncode == 0 and any(s in info.stdout for s in ("idle", "mix"))
+
+
+@pytest.mark.slurm
+def test_srun_two_tasks(tmp_path: Path) -> None:
+    """A real Slurm step: `srun -n 2` runs the node entry; shard i goes to task i mod 2, one task publishes."""
+    if not _slurm_up():
+        pytest.skip("no local Slurm cluster is up (../shared/tools/local-slurm.sh start)")
+    registry_mod = pytest.importorskip("nemotron.artifacts.registry")
+    config = train_yaml(tmp_path, "pretrain", data={"shard_size_mb": 0.01})
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "WANDB_"))}
+    cmd = [
+        "srun",
+        "-n",
+        "2",
+        "-N",
+        "1",
+        "--cpus-per-task=1",
+        "-t",
+        "5",
+        sys.executable,
+        str(SCRIPT),
+        "--config",
+        str(config),
+    ]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = tmp_path / "outputs" / "pretrain"
+    assert (out / ".finalized").read_text().startswith("slurm-")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["num_shards"] >= 20
+    text = proc.stdout + proc.stderr
+    assert text.count("published tiny-pretrain-data") == 1
+    assert len(registry_mod.Registry(tmp_path / "artifacts").versions("tiny-pretrain-data")) == 1
