@@ -1,0 +1,150 @@
+"""Tiny SFT: unpacking packed Parquet, loss only on loss_mask tokens, real fine-tuning, resume."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import types
+
+import numpy as np
+import pytest
+import torch
+from conftest import addition_chats, load_tiny_yaml, make_sft_data, render_chat
+from super3.tiny import data as tiny_data
+from super3.tiny import model as tiny_model
+from super3.tiny import sft, training
+
+from nemotron.errors import UserError
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    tiny_model.set_threads()
+
+
+def small_cfg(iters: int) -> dict:
+    cfg = copy.deepcopy(load_tiny_yaml("sft"))
+    cfg["train"].update(
+        train_iters=iters, seq_length=128, global_batch_size=16, micro_batch_size=8, eval_interval=10, eval_iters=1
+    )
+    cfg["data"] = {"pack_size": 128}
+    cfg["optimizer"].update(lr=3e-3, min_lr=3e-4, warmup_iters=3)
+    cfg["checkpoint"] = {"save_interval": 1000}
+    cfg["logging"] = {"log_interval": 5}
+    return cfg
+
+
+def test_unpack_row_uses_seq_start_id():
+    ids = list(range(10, 20))
+    mask = [0, 0, 1, 0, 1, 1, 0, 0, 0, 1]
+    seqs = tiny_data.unpack_row(ids, mask, [0, 3, 7])
+    assert [s.input_ids.tolist() for s in seqs] == [[10, 11, 12], [13, 14, 15, 16], [17, 18, 19]]
+    assert [s.loss_mask.tolist() for s in seqs] == [[0, 0, 1], [0, 1, 1, 0], [0, 0, 1]]
+    # an appended end offset and duplicate starts are tolerated; a missing 0 is implied
+    assert [len(s.input_ids) for s in tiny_data.unpack_row(ids, mask, [3, 3, 7, 10])] == [3, 4, 3]
+    with pytest.raises(UserError, match="loss_mask"):
+        tiny_data.unpack_row(ids, mask[:-1], [0])
+
+
+def test_read_sft_recovers_each_chat(tmp_path, tiny_tokenizer_file, tiny_tokenizer):
+    """Every packed sequence comes back exactly as rendered, alone (no neighbour's tokens)."""
+    chats = addition_chats(60, seed=4)
+    art = make_sft_data(tmp_path / "sft", tiny_tokenizer_file, chats, pack_size=64, rows_per_file=3)
+    assert len(list(art.path.glob("*.parquet"))) > 1
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(sorted(art.path.glob("*.parquet"))[0]).to_pylist()
+    assert any(len(r["seq_start_id"]) > 1 for r in rows)  # the fixture really packs
+    seqs = tiny_data.read_sft_sequences(art.path)
+    assert len(seqs) == len(chats)
+    for seq, chat in zip(seqs, chats, strict=True):
+        ids, mask = render_chat(tiny_tokenizer, chat)
+        assert seq.input_ids.tolist() == ids and seq.loss_mask.tolist() == mask
+        text = tiny_tokenizer.decode(seq.input_ids[seq.loss_mask.astype(bool)])
+        assert text == chat[1]["content"] + "<|im_end|>"
+
+
+def test_collate_shifts_labels_and_masks_padding():
+    seqs = [
+        tiny_data.SftSequence(np.array([5, 6, 7, 8]), np.array([0, 0, 1, 1])),
+        tiny_data.SftSequence(np.array([9, 10]), np.array([0, 1])),
+    ]
+    b = tiny_data.collate_sft(seqs, pad_id=3)
+    assert b["input_ids"].tolist() == [[5, 6, 7, 8], [9, 10, 3, 3]]
+    assert b["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 0, 0]]
+    assert b["labels"].tolist() == [[-100, 7, 8, -100], [10, -100, -100, -100]]
+
+
+def test_only_loss_mask_tokens_contribute(tmp_path, tiny_tokenizer_file, tiny_model_dir):
+    """The loss equals cross-entropy over assistant targets only, and positions predicting
+    non-assistant tokens (or padding) get exactly zero gradient."""
+    model, tok = tiny_model.load_model(tiny_model_dir)
+    art = make_sft_data(tmp_path / "sft", tiny_tokenizer_file, addition_chats(8, seed=1))
+    seqs = tiny_data.read_sft_sequences(art.path)
+    batch = tiny_data.collate_sft(seqs, tok.pad_token_id)
+    captured = {}
+
+    def keep_logits(_module, _inp, out):
+        out.retain_grad()
+        captured["logits"] = out
+
+    handle = model.lm_head.register_forward_hook(keep_logits)
+    loss, n = training.token_loss_sum(model, batch)
+    handle.remove()
+    (loss / n).backward()
+    logits, labels = captured["logits"], batch["labels"]
+    targets = labels != -100
+    expected = torch.nn.functional.cross_entropy(logits[targets].detach(), labels[targets])
+    assert (loss / n).item() == pytest.approx(expected.item(), rel=1e-5)
+    n_assistant = sum(int(s.loss_mask[1:].sum()) for s in seqs)
+    assert n == n_assistant == int(targets.sum())
+    grad_norm = logits.grad.abs().sum(-1)
+    assert torch.all(grad_norm[~targets] == 0)
+    assert torch.all(grad_norm[targets] > 0)
+
+
+def test_sft_masked_loss_falls_and_resumes(tmp_path, tiny_tokenizer_file, tiny_model_dir, monkeypatch, capsys):
+    art = make_sft_data(tmp_path / "sft", tiny_tokenizer_file, addition_chats(300, seed=2))
+    inputs = {"model": types.SimpleNamespace(path=tiny_model_dir, metadata={}), "data": art}
+    cfg = small_cfg(30)
+    cfg["checkpoint"] = {"save_interval": 10}
+    real_loop = training.train_loop
+    monkeypatch.setattr(training, "train_loop", functools.partial(real_loop, stop_after=14))
+    sft.run(cfg, inputs, tmp_path / "out")  # preempted after step 14 (checkpoint at 10)
+    monkeypatch.setattr(training, "train_loop", real_loop)
+    capsys.readouterr()
+    meta = sft.run(cfg, inputs, tmp_path / "out")
+    out = capsys.readouterr().out
+    assert "at iteration 10" in out and "step 11 " not in out and "step 15 loss" in out
+    assert meta["iteration"] == 30
+    assert meta["masked_loss_after"] < 0.8 * meta["masked_loss_before"]
+    assert meta["heldout_sequences"] > 0 and meta["train_sequences"] + meta["heldout_sequences"] == 300
+    assert 0.0 <= meta["addition_accuracy"] <= 1.0
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["masked_loss_after"] == meta["masked_loss_after"] and len(metrics["train_loss"]) == 30
+    model, tok = tiny_model.load_model(tmp_path / "out")
+    assert tok.chat_template
+
+
+def test_sft_rejects_foreign_tokens_and_peft(tmp_path, tiny_tokenizer_file, tiny_model_dir):
+    art = make_sft_data(tmp_path / "sft", tiny_tokenizer_file, addition_chats(10))
+    inputs = {"model": types.SimpleNamespace(path=tiny_model_dir, metadata={}), "data": art}
+    cfg = small_cfg(1)
+    cfg["peft"] = {"method": "lora"}
+    with pytest.raises(UserError, match="full fine-tuning"):
+        sft.run(cfg, inputs, tmp_path / "a")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    pq.write_table(
+        pa.Table.from_pylist([{"input_ids": [1, 9999], "loss_mask": [0, 1], "seq_start_id": [0]}]), bad / "x.parquet"
+    )
+    with pytest.raises(UserError, match="token id 9999"):
+        sft.run(small_cfg(1), {**inputs, "data": types.SimpleNamespace(path=bad, metadata={})}, tmp_path / "b")
+    with pytest.raises(UserError, match="no Parquet"):
+        sft.run(
+            small_cfg(1), {**inputs, "data": types.SimpleNamespace(path=tmp_path / "a", metadata={})}, tmp_path / "c"
+        )
