@@ -2,7 +2,8 @@
 
 Dispatches on ``job.stage`` (``data_prep.pretrain`` | ``data_prep.sft`` | ``data_prep.rl``), runs the
 stage into ``output_dir`` (or ``job.output_dir``), then publishes the artifact through
-``nemotron.artifacts.node.publish_output``. Under Slurm every task (``SLURM_PROCID`` of
+``nemotron.artifacts.node.publish_output``. Relative paths resolve from ``job.submit_cwd`` when the
+submit side records it, else from the cwd, then from the repository root. Under Slurm every task (``SLURM_PROCID`` of
 ``SLURM_NTASKS``) runs this script on its share of shards; the task that finalizes (the last one to
 finish) publishes, so exactly one artifact version appears per run. ``manifest.json`` next to the
 data describes the output either way. Exit codes: 0 ok, 2 user error (one line on stderr).
@@ -11,6 +12,7 @@ data describes the output either way. Exit codes: 0 ok, 2 user error (one line o
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,10 @@ def _run(train_cfg: dict[str, Any], progress: bool) -> dict[str, Any]:
     if stage not in STAGES:
         raise UserError(f"job.stage is '{job.get('stage')}', not a data-prep stage", hint=f"one of {', '.join(STAGES)}")
     cfg = validate(train_cfg, SCHEMAS[stage])
+    submit_cwd = job.get("submit_cwd")
+    if submit_cwd and Path(submit_cwd).is_dir():
+        # Relative paths typed on the command line mean the submitter's directory, not the job's.
+        os.chdir(submit_cwd)
     output_dir = cfg.output_dir or job.get("output_dir")
     if stage == "data_prep.pretrain":
         from nemotron.data_prep.pretrain import prepare_pretrain as prepare

@@ -158,3 +158,17 @@ def test_srun_two_tasks(tmp_path: Path) -> None:
     text = proc.stdout + proc.stderr
     assert text.count("published tiny-pretrain-data") == 1
     assert len(registry_mod.Registry(tmp_path / "artifacts").versions("tiny-pretrain-data")) == 1
+
+
+def test_relative_paths_resolve_from_submit_cwd(tmp_path: Path) -> None:
+    """`data.inputs=[a.jsonl] output_dir=out` typed in the user's directory, run from elsewhere."""
+    user_dir = tmp_path / "user"
+    user_dir.mkdir()
+    (user_dir / "a.jsonl").write_text(json.dumps({"prompt": "What is 1 + 1?", "answer": "2"}) + "\n")
+    config = train_yaml(tmp_path, "rl", data={"inputs": ["a.jsonl"]}, output_dir="out")
+    cfg = yaml.safe_load(config.read_text())
+    cfg["job"]["submit_cwd"] = str(user_dir)
+    config.write_text(yaml.safe_dump(cfg))
+    proc = run(config, cwd=REPO_ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert (user_dir / "out" / "manifest.json").exists()

@@ -41,6 +41,7 @@ class Progress:
         self._task: Any = None
         self.bytes = self.docs = self.tokens = self.shards = 0
         if enabled and sys.stderr.isatty():
+            from rich.console import Console
             from rich.progress import BarColumn, TaskProgressColumn, TextColumn, TimeRemainingColumn
             from rich.progress import Progress as RichProgress
 
@@ -53,6 +54,7 @@ class Progress:
                 TextColumn("{task.fields[rate]} tok/s"),
                 TextColumn("ETA"),
                 TimeRemainingColumn(),
+                console=Console(stderr=True),
                 transient=False,
             )
             self._rich.start()
