@@ -37,6 +37,8 @@ def make_job(
     secret_env_names: tuple[str, ...] = (),
     extra_cfg: dict[str, Any] | None = None,
     output_name: str | None = None,
+    run: dict[str, str] | None = None,
+    job_extra: dict[str, Any] | None = None,
 ) -> PreparedJob:
     """A job of stage ``name`` (or ``stage``) running ``python payload.py --config train.yaml``."""
     job_dir = jobs_root() / experiment_id / name
@@ -52,7 +54,7 @@ def make_job(
     output = output_name or f"test-{name.replace('.', '-')}"
     cfg: dict[str, Any] = {
         "backend": "tiny",
-        "run": {},
+        "run": dict(run or {}),
         "output": {"name": output, "aliases": ["latest"]},
         "resources": dict(resources or CPU_RESOURCES),
         **(extra_cfg or {}),
@@ -66,6 +68,7 @@ def make_job(
             "output_dir": str(nemotron_home() / "outputs" / output / job_id),
             "artifacts_root": str(nemotron_home() / "artifacts"),
             "git_rev": "unknown",
+            **(job_extra or {}),
         },
     }
     (job_dir / "train.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))

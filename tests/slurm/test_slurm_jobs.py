@@ -134,9 +134,10 @@ def test_resources_env_and_secrets_are_honoured(monkeypatch: pytest.MonkeyPatch)
     body = (
         "import hashlib, os\n"
         "e = os.environ\n"
-        "print('rank', e['SLURM_PROCID'], 'of', e['SLURM_NTASKS'], 'gpus', e.get('CUDA_VISIBLE_DEVICES'),"
-        " 'plain', e.get('PLAIN'), 'hf', hashlib.sha256(e.get('HF_TOKEN', '').encode()).hexdigest()[:16],"
-        " 'wandb', e.get('WANDB_API_KEY') is not None, flush=True)\n"
+        "line = ' '.join(map(str, ['rank', e['SLURM_PROCID'], 'of', e['SLURM_NTASKS'], 'gpus',"
+        " e.get('CUDA_VISIBLE_DEVICES'), 'plain', e.get('PLAIN'), 'hf',"
+        " hashlib.sha256(e.get('HF_TOKEN', '').encode()).hexdigest()[:16], 'wandb', e.get('WANDB_API_KEY') is not None]))\n"
+        "os.write(1, (line + '\\n').encode())  # one write: both tasks share the output file\n"
     )
     job = make_job(
         exp,

@@ -57,9 +57,9 @@ def task_name(job: PreparedJob) -> str:
 def node_layout(job: PreparedJob, profile: Profile, where: Placement, task: str) -> NodeLayout:
     task_dir = where.node_task_dir(task)
     ssh = profile.is_slurm and profile.tunnel == "ssh"
-    # Over SSH the submit-side job dir does not exist on the cluster: train.yaml travels inside the
-    # NeMo-Run experiment directory, which NeMo-Run rsyncs to remote_job_dir.
-    train_yaml = f"{task_dir}/nemotron/train.yaml" if ssh else str(job.train_yaml)
+    # Over SSH the submit-side job dir does not exist on the cluster: NeMo-Run's packager puts the
+    # job dir into the task's code/ directory, which it rsyncs to remote_job_dir.
+    train_yaml = f"{task_dir}/code/{Path(job.job_dir).name}/{Path(job.train_yaml).name}" if ssh else str(job.train_yaml)
     return NodeLayout(
         python=node_python(job, profile), code_dir=code_dir(profile), train_yaml=train_yaml, task_dir=task_dir
     )
@@ -139,7 +139,7 @@ def build_executor(run: Any, job: PreparedJob, profile: Profile, where: Placemen
         # NeMo-Run writes `export KEY=VALUE` verbatim into the sbatch script: quote the values
         env_vars={k: shlex.quote(v) for k, v in env.items()},
         tunnel=tunnel,
-        packager=run.Packager(),
+        packager=_packager(run, job, profile),
         job_name_prefix=JOB_NAME_PREFIX,
         comment=f"nemotron {job.experiment_id} {job.stage.name}",
         additional_parameters=extra or None,
@@ -147,6 +147,16 @@ def build_executor(run: Any, job: PreparedJob, profile: Profile, where: Placemen
         torchrun_nproc_per_node=int(gpus) if use_torchrun and gpus else None,
         poll_estimated_start_time=False,
     )
+
+
+def _packager(run: Any, job: PreparedJob, profile: Profile) -> Any:
+    """Local tunnel: nothing to copy (shared filesystem). SSH: ship the job dir (train.yaml)."""
+    if profile.tunnel != "ssh":
+        return run.Packager()
+    from nemo_run.core.packaging.pattern import PatternPackager
+
+    job_dir = Path(job.job_dir)
+    return PatternPackager(include_pattern=str(job_dir), relative_path=str(job_dir.parent))
 
 
 def build_task(run: Any, script_body: str) -> Any:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -146,8 +145,6 @@ def _submit_slurm(
     with exp:
         _add_jobs(run, exp, jobs, profile, where, local=False)
         if ssh:
-            for job, rec in zip(jobs, record.jobs, strict=True):
-                _stage_job_files(job, Path(rec.local_task_dir) / "nemotron")
             _preconnect(exp)
         try:
             with _secrets_for_submission(run, secrets, ssh=ssh):
@@ -187,9 +184,17 @@ def _preconnect(exp: Any) -> None:
 
 
 def _submit_error(exc: BaseException, secrets: list[str]) -> str:
+    """The line of sbatch's/rsync's stderr that explains the failure (secrets scrubbed)."""
     result = getattr(exc, "result", None)
     text = (getattr(result, "stderr", "") or getattr(result, "stdout", "") or str(exc)).strip()
-    return scrub_text(text.splitlines()[-1] if text else type(exc).__name__, secrets)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if any("Host key verification failed" in ln for ln in lines):
+        return (
+            "the cluster's SSH host key is not in ~/.ssh/known_hosts (NeMo-Run's rsync checks it); "
+            "ssh to the host once and accept its key"
+        )
+    pick = next((ln for ln in lines if "error" in ln.lower()), lines[-1] if lines else type(exc).__name__)
+    return scrub_text(pick, secrets)
 
 
 @contextlib.contextmanager
@@ -226,14 +231,6 @@ def _secrets_for_submission(run: Any, secrets: dict[str, str], *, ssh: bool) -> 
         yield
     finally:
         cls.run = original
-
-
-def _stage_job_files(job: PreparedJob, dest: Path) -> None:
-    """Copy job.yaml/train.yaml into the NeMo-Run task dir, which NeMo-Run rsyncs to the cluster."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for src in (job.train_yaml, job.job_yaml):
-        if Path(src).is_file():
-            shutil.copy2(src, dest / Path(src).name)
 
 
 # ----------------------------------------------------------------------------------------- local
