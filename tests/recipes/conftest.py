@@ -140,7 +140,7 @@ def megatron_model(root: Path, iteration: int = 200, hf: bool = False, name: str
 
 
 def hf_model(root: Path, name: str = "sft-model") -> Artifact:
-    (root / "hf").mkdir(parents=True)
+    (root / "hf").mkdir(parents=True, exist_ok=True)
     (root / "hf" / "config.json").write_text("{}")
     return artifact(name, "model", root, {"format": "hf", "hf_dir": "hf"})
 
@@ -151,9 +151,8 @@ def bridge_keys_problems(overrides: dict[str, Any], ref: dict[str, Any]) -> list
     problems = []
     for key in overrides:
         section, _, rest = key.partition(".")
-        if section not in container:
-            problems.append(key)
-        elif rest and rest.split(".")[0] not in container[section]["fields"]:
+        known = section in container and (not rest or rest.split(".")[0] in container[section]["fields"])
+        if not known:
             problems.append(key)
     return problems
 

@@ -67,7 +67,11 @@ def test_long_context_starts_from_phase2_weights_with_its_own_layout(tmp_path, p
     _, job = _job(tmp_path, "long_context", {"data": pretrain_data, "model": phase2})
     o = job.overrides
     assert (o["model.seq_length"], o["dataset.seq_length"], o["train.global_batch_size"]) == (1048576, 1048576, 16)
-    assert (o["model.tensor_model_parallel_size"], o["model.context_parallel_size"], o["model.expert_model_parallel_size"]) == (2, 64, 64)
+    assert (
+        o["model.tensor_model_parallel_size"],
+        o["model.context_parallel_size"],
+        o["model.expert_model_parallel_size"],
+    ) == (2, 64, 64)
     assert o["scheduler.lr_decay_style"] == "constant" and "scheduler.lr_wsd_decay_iters" not in o
     assert (o["optimizer.lr"], o["optimizer.min_lr"], o["train.train_iters"]) == (4.5e-6, 1e-6, 2027)
     assert o["checkpoint.pretrained_checkpoint"] == str(tmp_path / "phase2" / "checkpoints")
@@ -122,7 +126,9 @@ def test_user_errors_name_the_problem(tmp_path, pretrain_data):
 
 def test_architecture_changes_map_to_provider_fields(tmp_path, pretrain_data):
     pattern = "M*EM"
-    _, job = _job(tmp_path, "default", {"data": pretrain_data}, **{"model.num_layers": 4, "model.hybrid_pattern": pattern})
+    _, job = _job(
+        tmp_path, "default", {"data": pretrain_data}, **{"model.num_layers": 4, "model.hybrid_pattern": pattern}
+    )
     assert job.overrides["model.num_layers"] == 4 and job.overrides["model.hybrid_override_pattern"] == pattern
     assert bridge_keys_problems(job.overrides, BRIDGE) == []
 

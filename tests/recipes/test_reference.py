@@ -29,11 +29,23 @@ def test_megatron_core_fields_recorded_for_bridge_match_installed_megatron_core(
     mcore_model = {f.name for f in dataclasses.fields(TransformerConfig)} | {
         f.name for f in dataclasses.fields(ModelParallelConfig)
     }
-    bridge_only = {"seq_length", "hybrid_override_pattern", "vocab_size", "share_embeddings_and_output_weights", "mamba_stack_spec"}
+    bridge_only = {
+        "seq_length",
+        "hybrid_override_pattern",
+        "vocab_size",
+        "share_embeddings_and_output_weights",
+        "mamba_stack_spec",
+    }
     assert set(ref["model"]["fields"]) - bridge_only <= mcore_model
     assert set(ref["optimizer"]["fields"]) <= {f.name for f in dataclasses.fields(OptimizerConfig)}
     dataset_mcore = {f.name for f in dataclasses.fields(GPTDatasetConfig)}
-    dataloader_only = {"seq_length", "dataloader_type", "num_workers", "data_sharding", "skip_getting_attention_mask_from_dataset"}
+    dataloader_only = {
+        "seq_length",
+        "dataloader_type",
+        "num_workers",
+        "data_sharding",
+        "skip_getting_attention_mask_from_dataset",
+    }
     assert set(ref["dataset"]["fields"]) - dataloader_only <= dataset_mcore
 
 
@@ -63,7 +75,10 @@ def test_checkers_flag_unknown_names():
         "train.train_iter",
         "trainer.max_steps",
     ]
-    spec = ("FinetuningDatasetConfig", {"seq_length": 1, "packed_sequence_specs": ("PackedSequenceSpecs", {"pack_size": 1})})
+    spec = (
+        "FinetuningDatasetConfig",
+        {"seq_length": 1, "packed_sequence_specs": ("PackedSequenceSpecs", {"pack_size": 1})},
+    )
     assert spec_problems(spec, bridge) == ["PackedSequenceSpecs.pack_size"]
     rl = load_reference("nemo_rl")["master_config"]
     assert tree_problems({"grpo": {"num_prompts_per_step": 1, "prompts_per_step": 2}}, rl) == ["grpo.prompts_per_step"]

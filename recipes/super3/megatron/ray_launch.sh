@@ -7,7 +7,8 @@
 #
 # Environment: RAY_GPUS_PER_NODE (default 0), RAY_PORT (6379), RAY_HEAD_ADDR (default: first node of
 # SLURM_JOB_NODELIST, else 127.0.0.1), RAY_WAIT_TIMEOUT seconds for nodes to join (600),
-# RAY_TEMP_DIR (Ray's default), PYTHON (python3).
+# RAY_TEMP_DIR (Ray's default), PYTHON (python3), RAY_STOP_CMD (how to stop Ray here: "ray stop --force";
+# tests on a shared machine replace it so other users' Ray processes are left alone).
 set -uo pipefail
 
 if [ "$#" -eq 0 ]; then
@@ -31,6 +32,7 @@ else
   HEAD="127.0.0.1"
 fi
 ADDRESS="${HEAD}:${PORT}"
+STOP_CMD="${RAY_STOP_CMD:-ray stop --force}"
 TEMP_ARGS=()
 if [ -n "${RAY_TEMP_DIR:-}" ]; then TEMP_ARGS=(--temp-dir "${RAY_TEMP_DIR}"); fi
 
@@ -46,8 +48,12 @@ PYEOF
 if [ "${NODE_ID}" = "0" ]; then
   log "starting Ray head at ${ADDRESS} (${GPUS} GPUs, ${NUM_NODES} node(s))"
   ray start --head --node-ip-address="${HEAD}" --port="${PORT}" --num-gpus="${GPUS}" \
-    --include-dashboard=false --disable-usage-stats "${TEMP_ARGS[@]}" >&2 || { log "ray start failed"; exit 1; }
-  trap 'ray stop --force >/dev/null 2>&1' EXIT
+    --include-dashboard=false --disable-usage-stats "${TEMP_ARGS[@]}" >&2 || {
+    log "ray start failed"
+    ${STOP_CMD} >/dev/null 2>&1
+    exit 1
+  }
+  trap '${STOP_CMD} >/dev/null 2>&1' EXIT
   deadline=$(( $(date +%s) + TIMEOUT ))
   while :; do
     n="$(alive_nodes || echo 0)"
@@ -72,7 +78,7 @@ else
   done
   log "joined ${ADDRESS}; waiting for the head to finish"
   while ray health-check --address="${ADDRESS}" >/dev/null 2>&1; do sleep 15; done
-  ray stop --force >/dev/null 2>&1
+  ${STOP_CMD} >/dev/null 2>&1
   log "head is gone; worker exits"
   exit 0
 fi

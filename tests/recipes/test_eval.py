@@ -1,0 +1,140 @@
+"""Eval: nemo-evaluator-launcher configs, result parsing, quantized-vs-baseline checks, --show."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import artifact, hf_model, load_reference, resolved_config, tree_problems
+from super3.megatron import eval as ev
+
+from nemotron.errors import UserError
+from nemotron.node.results import parse_results_yml, show_results
+
+EVALUATOR = load_reference("nemo_evaluator")
+
+
+def write_results(path: Path, scores: dict[str, float]) -> None:
+    """An evaluator results.yml: results.tasks.<task>.metrics.<metric>.scores.<metric>.value."""
+    tasks = {
+        task: {"metrics": {"acc": {"scores": {"acc": {"value": value, "stats": {"stderr": 0.01}}}}}}
+        for task, value in scores.items()
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({"results": {"tasks": tasks}}))
+
+
+def _quantized(tmp_path: Path):
+    root = tmp_path / "quant"
+    for name in ("mamba_moe_fp8_conservative", "mamba_moe_nvfp4_conservative"):
+        (root / name / "hf").mkdir(parents=True)
+        (root / name / "hf" / "config.json").write_text("{}")
+    configs = {n: {"hf_dir": f"{n}/hf"} for n in ("mamba_moe_fp8_conservative", "mamba_moe_nvfp4_conservative")}
+    return artifact(
+        "quantized-model",
+        "quantized-model",
+        root,
+        {"configs": configs, "hf_dir": configs["mamba_moe_fp8_conservative"]["hf_dir"]},
+    )
+
+
+def test_launcher_config_uses_published_names_and_tasks(tmp_path):
+    cfg = resolved_config("eval", "default", tmp_path)
+    plan = ev.build_eval_plan(cfg, {"model": hf_model(tmp_path / "model")}, tmp_path / "out")
+    (entry,) = plan
+    conf = entry["config"]
+    assert tree_problems(conf, EVALUATOR["config"]) == []
+    assert [t["name"] for t in conf["evaluation"]["tasks"]] == EVALUATOR["published_tasks"]
+    assert conf["deployment"]["checkpoint_path"] == str(tmp_path / "model" / "hf")
+    assert (
+        conf["deployment"]["tensor_parallel_size"] == 8 and "--max-model-len 32768" in conf["deployment"]["extra_args"]
+    )
+    assert {"execution": "local"} in conf["defaults"] and {"deployment": "vllm"} in conf["defaults"]
+    assert "limit_samples" not in conf["evaluation"]["nemo_evaluator_config"]["config"]["params"]
+    cmd = ev.launcher_command(entry["config_path"])
+    assert cmd[0] == EVALUATOR["cli"]["command"] and cmd[2] in EVALUATOR["cli"]["run_args"]
+
+
+def test_quantized_exports_are_evaluated_next_to_the_model(tmp_path):
+    cfg = resolved_config("eval", "default", tmp_path, **{"eval.limit": 50})
+    plan = ev.build_eval_plan(
+        cfg, {"model": hf_model(tmp_path / "model"), "quantized": _quantized(tmp_path)}, tmp_path / "o"
+    )
+    assert [e["label"] for e in plan] == ["model", "mamba_moe_fp8_conservative", "mamba_moe_nvfp4_conservative"]
+    assert plan[2]["config"]["deployment"]["checkpoint_path"] == str(
+        tmp_path / "quant" / "mamba_moe_nvfp4_conservative" / "hf"
+    )
+    assert plan[0]["config"]["evaluation"]["nemo_evaluator_config"]["config"]["params"]["limit_samples"] == 50
+
+
+def test_results_parse_and_tolerance_checks(tmp_path):
+    cfg = resolved_config("eval", "default", tmp_path)
+    plan = ev.build_eval_plan(
+        cfg, {"model": hf_model(tmp_path / "model"), "quantized": _quantized(tmp_path)}, tmp_path / "o"
+    )
+    write_results(
+        Path(plan[0]["results_dir"]) / "inv1" / "hellaswag" / "artifacts" / "results.yml", {"hellaswag": 0.80}
+    )
+    write_results(
+        Path(plan[0]["results_dir"]) / "inv1" / "adlr_mmlu" / "artifacts" / "results.yml", {"adlr_mmlu": 0.70}
+    )
+    write_results(Path(plan[1]["results_dir"]) / "i" / "results.yml", {"hellaswag": 0.79, "adlr_mmlu": 0.695})
+    write_results(Path(plan[2]["results_dir"]) / "i" / "results.yml", {"hellaswag": 0.70, "adlr_mmlu": 0.69})
+    summary = ev.summarize(plan, tolerance=0.02)
+    assert summary["models"]["model"] == {"hellaswag": {"acc": 0.80}, "adlr_mmlu": {"acc": 0.70}}
+    failed = [(c["model"], c["task"]) for c in summary["checks"] if not c["ok"]]
+    assert failed == [("mamba_moe_nvfp4_conservative", "hellaswag")]
+    assert len(summary["checks"]) == 4
+
+
+def test_parse_groups_and_named_scores(tmp_path):
+    path = tmp_path / "results.yml"
+    doc = {
+        "results": {
+            "tasks": {"t": {"metrics": {"pass@1": {"scores": {"micro": {"value": 0.5}, "macro": {"value": 0.4}}}}}},
+            "groups": {"g": {"metrics": {"acc": {"scores": {"acc": {"value": 1}}}}}},
+        }
+    }
+    path.write_text(yaml.safe_dump(doc))
+    assert parse_results_yml(path) == {"t": {"pass@1/micro": 0.5, "pass@1/macro": 0.4}, "g": {"acc": 1.0}}
+
+
+def test_run_writes_summary_and_show_renders_it(tmp_path, monkeypatch):
+    cfg = resolved_config("eval", "default", tmp_path)
+    out = tmp_path / "out"
+
+    def fake_launch(plan):
+        for entry in plan:
+            assert Path(entry["config_path"]).is_file()
+            write_results(Path(entry["results_dir"]) / "x" / "results.yml", {"hellaswag": 0.81, "openbookqa": 0.5})
+
+    monkeypatch.setattr(ev, "_launch", fake_launch)
+    meta = ev.run(cfg, {"model": hf_model(tmp_path / "model")}, out)
+    assert meta["scores"] == {"model": {"hellaswag": 0.81, "openbookqa": 0.5}} and meta["quantization_ok"] is True
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["format"] == "nemo-evaluator"
+    text = show_results(out)
+    assert "hellaswag" in text and "0.8100" in text and text.splitlines()[0].split() == ["task", "model"]
+    monkeypatch.setattr(ev, "_launch", lambda plan: None)
+    with pytest.raises(RuntimeError, match="no results"):
+        ev.run(cfg, {"model": hf_model(tmp_path / "model")}, tmp_path / "empty")
+
+
+def test_show_reads_raw_results_and_rejects_unknown_dirs(tmp_path):
+    write_results(tmp_path / "raw" / "a" / "artifacts" / "results.yml", {"ifeval": 0.6})
+    assert "ifeval" in show_results(tmp_path / "raw")
+    (tmp_path / "other").mkdir()
+    with pytest.raises(UserError):
+        show_results(tmp_path / "other")
+    with pytest.raises(UserError, match="does not exist"):
+        show_results(tmp_path / "missing")
+
+
+def test_user_errors(tmp_path):
+    cfg = resolved_config("eval", "default", tmp_path, **{"deployment.type": "hf"})
+    with pytest.raises(UserError, match="deployment.type"):
+        ev.build_eval_plan(cfg, {"model": hf_model(tmp_path / "m")}, tmp_path / "o")
+    with pytest.raises(UserError, match="Hugging Face export"):
+        ev.build_eval_plan(cfg, {"model": artifact("m", "model", tmp_path / "void")}, tmp_path / "o")

@@ -1,0 +1,122 @@
+"""SFT translation: full and LoRA recipes, packed Parquet dataset, resume, HF export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import (
+    SFT_ROWS,
+    artifact,
+    bridge_keys_problems,
+    load_reference,
+    megatron_model,
+    resolved_config,
+    spec_problems,
+    write_packed_parquet,
+)
+from super3.megatron import sft
+from super3.megatron.common import SUPER_HF_MODEL_ID
+
+from nemotron.errors import UserError
+
+BRIDGE = load_reference("megatron_bridge")
+
+
+def _job(tmp_path, config, inputs, **overrides):
+    cfg = resolved_config("sft", config, tmp_path, **overrides)
+    return cfg, sft.build_sft_job(cfg, inputs, tmp_path / "out")
+
+
+@pytest.mark.parametrize("config", ["default", "lora"])
+def test_keys_and_dataset_spec_are_published_names(tmp_path, sft_data, config):
+    _, job = _job(tmp_path, config, {"model": megatron_model(tmp_path / "base"), "data": sft_data})
+    assert bridge_keys_problems(job.overrides, BRIDGE) == []
+    assert spec_problems(job.dataset, BRIDGE) == []
+    assert job.recipe in BRIDGE["recipes"] and set(job.recipe_kwargs) <= set(BRIDGE["recipes"][job.recipe]["params"])
+    assert job.entry == "finetune"
+
+
+def test_full_sft_reads_the_packed_parquet_and_starts_from_pretrained_weights(tmp_path, sft_data):
+    base = megatron_model(tmp_path / "base", iteration=2027)
+    _, job = _job(tmp_path, "default", {"model": base, "data": sft_data})
+    name, kwargs = job.dataset
+    specs = kwargs["packed_sequence_specs"][1]
+    assert name == "FinetuningDatasetConfig" and kwargs["dataset_root"] == sft_data.path
+    assert specs["packed_train_data_path"] == str(Path(sft_data.path) / "splits" / "train")
+    assert specs["packed_val_data_path"] == str(Path(sft_data.path) / "splits" / "valid")
+    assert specs["packed_sequence_size"] == 4096 and kwargs["seq_length"] == 4096 and kwargs["do_validation"]
+    o = job.overrides
+    assert job.recipe == "nemotron_3_super_sft_config" and "peft.dim" not in o
+    assert o["checkpoint.pretrained_checkpoint"] == str(tmp_path / "base" / "checkpoints")
+    assert o["checkpoint.finetune"] is True and o["checkpoint.load"] is None
+    assert (o["train.train_iters"], o["train.global_batch_size"], o["optimizer.lr"]) == (1700, 128, 5e-6)
+    assert o["model.expert_model_parallel_size"] == 8 and o["mixed_precision"] == "bf16_mixed"
+    # No HF export next to the base checkpoint: the published Super HF config is the export template.
+    assert job.hf_export == {"hf_model_id": SUPER_HF_MODEL_ID, "hf_dir": str(tmp_path / "out" / "hf")}
+
+
+def test_export_template_prefers_the_input_models_hf_dir(tmp_path, sft_data):
+    base = megatron_model(tmp_path / "base", hf=True)
+    _, job = _job(tmp_path, "default", {"model": base, "data": sft_data})
+    assert job.hf_export["hf_model_id"] == str(tmp_path / "base" / "hf")
+
+
+def test_lora_uses_the_peft_recipe_with_the_published_adapter(tmp_path, sft_data):
+    _, job = _job(tmp_path, "lora", {"model": megatron_model(tmp_path / "base"), "data": sft_data})
+    o = job.overrides
+    assert job.recipe == "nemotron_3_super_peft_config" and job.recipe_kwargs == {"peft_scheme": "lora"}
+    assert (o["peft.dim"], o["peft.alpha"], o["peft.dropout"]) == (32, 32, 0.0)
+    assert o["peft.target_modules"] == ["linear_qkv", "linear_proj", "linear_fc1", "linear_fc2", "in_proj", "out_proj"]
+    assert (o["optimizer.lr"], o["model.expert_model_parallel_size"]) == (1e-4, 1)
+    assert job.hf_export is None and any("LoRA" in n for n in job.notes)
+
+
+def test_requeued_sft_resumes_its_own_checkpoint(tmp_path, sft_data):
+    ckpt = tmp_path / "out" / "checkpoints"
+    (ckpt / "iter_0000200").mkdir(parents=True)
+    (ckpt / "latest_checkpointed_iteration.txt").write_text("200")
+    _, job = _job(tmp_path, "default", {"model": megatron_model(tmp_path / "base"), "data": sft_data})
+    assert job.resume and job.overrides["checkpoint.load"] == str(ckpt)
+    assert job.overrides["checkpoint.finetune"] is False and job.overrides["checkpoint.pretrained_checkpoint"] is None
+
+
+def test_other_parquet_layouts(tmp_path):
+    flat = tmp_path / "flat"
+    write_packed_parquet(flat / "part-0.parquet", SFT_ROWS)
+    assert sft.packed_splits(flat) == {"train": str(flat), "valid": None}
+    named = tmp_path / "named"
+    write_packed_parquet(named / "train-00000.parquet", SFT_ROWS)
+    write_packed_parquet(named / "val-00000.parquet", SFT_ROWS)
+    assert sft.packed_splits(named) == {"train": str(named / "train*.parquet"), "valid": str(named / "val*.parquet")}
+    declared = sft.packed_splits(named, {"splits": {"train": "x/train", "valid": "/abs/valid"}})
+    assert declared == {"train": str(named / "x" / "train"), "valid": "/abs/valid"}
+    with pytest.raises(UserError, match="no packed Parquet"):
+        sft.packed_splits(tmp_path / "empty")
+
+
+def test_user_errors(tmp_path, sft_data):
+    model = megatron_model(tmp_path / "base")
+    with pytest.raises(UserError, match="packed to 2048"):
+        data = artifact("sft-data", "sft-data", Path(sft_data.path), {"pack_size": 2048})
+        _job(tmp_path, "default", {"model": model, "data": data})
+    with pytest.raises(UserError, match="needs recipe nemotron_3_super_peft_config"):
+        _job(tmp_path, "default", {"model": model, "data": sft_data}, **{"peft.method": "lora"})
+    with pytest.raises(UserError, match="neither a Megatron checkpoint nor an HF model"):
+        _job(tmp_path, "default", {"model": artifact("m", "model", tmp_path / "void"), "data": sft_data})
+
+
+def test_run_reports_checkpoint_and_hf_export(tmp_path, sft_data, monkeypatch):
+    cfg = resolved_config("sft", "default", tmp_path)
+
+    def fake_launch(job):
+        (job.save_dir / "iter_0001700").mkdir(parents=True)
+        (job.save_dir / "latest_checkpointed_iteration.txt").write_text("1700")
+        hf = Path(job.hf_export["hf_dir"])
+        hf.mkdir(parents=True)
+        (hf / "config.json").write_text("{}")
+
+    monkeypatch.setattr(sft, "_launch", fake_launch)
+    meta = sft.run(cfg, {"model": megatron_model(tmp_path / "base"), "data": sft_data}, tmp_path / "out")
+    assert meta["iteration"] == 1700 and meta["hf_dir"] == "hf" and meta["format"] == "megatron+hf"
+    assert meta["megatron_checkpoint"] == "checkpoints" and meta["pack_size"] == 4096
