@@ -76,9 +76,7 @@ class Profile:
     overrides: Mapping[str, Any] = field(default_factory=dict)
 
     def __repr__(self) -> str:  # never show secret values, even in a traceback
-        shown = {
-            f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) not in (None, (), {})
-        }
+        shown = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) not in (None, (), {})}
         shown["env_vars"] = self.public_env()
         shown["env_vars"].update({k: REDACTED for k in self.secret_env_names()})
         body = ", ".join(f"{k}={v!r}" for k, v in shown.items())
@@ -219,9 +217,7 @@ def find_env_file(start: Path | None = None) -> Path | None:
     if explicit:
         path = Path(explicit).expanduser()
         if not path.is_file():
-            raise UserError(
-                f"{ENV_FILE_VAR}={explicit} does not exist", hint="point it at an env.toml or unset it"
-            )
+            raise UserError(f"{ENV_FILE_VAR}={explicit} does not exist", hint="point it at an env.toml or unset it")
         return path.resolve()
     here = (start or Path.cwd()).resolve()
     for directory in (here, *here.parents):
@@ -261,9 +257,7 @@ def load_env(path: Path | None = None) -> EnvFile:
     artifacts = dict(data.get("artifacts") or {})
     root = artifacts.get("root")
     artifacts["root"] = str(_resolve_path(root, Path(path).parent) if root else default_artifacts_root())
-    return EnvFile(
-        path=Path(path), raw_profiles=profiles, wandb=dict(data.get("wandb") or {}), artifacts=artifacts
-    )
+    return EnvFile(path=Path(path), raw_profiles=profiles, wandb=dict(data.get("wandb") or {}), artifacts=artifacts)
 
 
 def _resolve_path(value: str, base: Path) -> Path:
@@ -294,11 +288,7 @@ def _build_profile(name: str, merged: dict[str, Any], path: Path | None) -> Prof
     for key in _INT_KEYS:
         if key in merged:
             value = merged[key]
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int)
-                or value < (0 if key == "gpus_per_node" else 1)
-            ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "gpus_per_node" else 1):
                 raise UserError(f"{where} {key} must be a positive integer, got {value!r}")
             kwargs[key] = value
     mounts = merged.get("container_mounts", [])

@@ -412,8 +412,9 @@ def _print_where(record: ExperimentRecord, write: Write) -> None:
 
 def _print_detached(record: ExperimentRecord, profile: Profile, write: Write) -> None:
     write(f"Submitted experiment {record.experiment_id} to {profile.describe()}\n")
+    stage_of = {j.job_id: j.stage for j in record.jobs}
     for job in record.jobs:
-        after = f" (after {', '.join(job.depends_on)})" if job.depends_on else ""
+        after = f" (after {', '.join(stage_of.get(d, d) for d in job.depends_on)})" if job.depends_on else ""
         write(f"  {job.stage:<20} slurm job {job.native_id}{after}\n")
     write(f"Follow:  nemotron logs {record.experiment_id} --follow\n")
     write(f"Status:  nemotron status {record.experiment_id}\n")

@@ -128,16 +128,31 @@ def launch_pipe(
 
 
 def _check_external_inputs(plan: PipePlan, registry: Any) -> None:
-    """Inputs the pipe does not produce (config references) must exist before anything is submitted."""
-    from nemotron.launch.inputs import check_inputs, first_problem
+    """Inputs the pipe does not produce (config references) must exist before anything is submitted.
 
+    Only those: the pipe-fed references (``:exp-<id>``) cannot exist yet, and looking a missing
+    artifact up is slow (the registry scans the configs to say who would produce it).
+    """
     for stage in plan.to_run:
         assert stage.job is not None
         run = stage.job.train_cfg.get("run") or {}
-        statuses = [s for s in check_inputs(stage.step.stage, run, registry) if s.slot not in stage.inputs]
-        problem = first_problem(statuses)
-        if problem:
-            raise UserError(f"{stage.name}: {problem}", hint="publish that artifact or add its producer to the pipe")
+        for port in stage.step.stage.inputs:
+            if port.slot in stage.inputs:
+                continue
+            ref = run.get(port.slot)
+            if not ref:
+                if not port.optional:
+                    raise UserError(
+                        f"{stage.name}: run.{port.slot} is not set and no earlier stage of the pipe makes {port.kind}",
+                        hint=f"set {stage.name}.run.{port.slot}=NAME:VERSION or add the producing stage",
+                    )
+                continue
+            try:
+                artifact = registry.get(ref)
+            except UserError as error:
+                raise UserError(f"{stage.name}: {error.message}", hint=error.hint) from None
+            if artifact.kind != port.kind:
+                raise UserError(f"{stage.name}: run.{port.slot}={ref} is a {artifact.kind}, not {port.kind}")
 
 
 def plan_table(plan: PipePlan, pipe_name: str, profile: Any) -> str:
