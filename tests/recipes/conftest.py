@@ -1,68 +1,15 @@
-"""Fixtures for the node runner and the megatron (GPU) backend translation tests.
-
-Configs come from the real config pipeline (configs/super3 merged and validated); data fixtures are
-written in the real formats (Megatron bin/idx via megatron-core's builder, packed Parquet via
-pyarrow, RL JSONL) so the translation reads what data prep produces.
-"""
+"""Fixtures for tests/recipes, written in the real data formats (see recipes_support)."""
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from nemotron.artifacts.model import Artifact
-from nemotron.paths import RECIPES_DIR
 
-if str(RECIPES_DIR) not in sys.path:
-    sys.path.insert(0, str(RECIPES_DIR))
-
-REFERENCE_DIR = RECIPES_DIR / "super3" / "megatron" / "api_reference"
-
-
-def load_reference(name: str) -> dict[str, Any]:
-    return json.loads((REFERENCE_DIR / f"{name}.json").read_text())
-
-
-def resolved_config(stage: str, config: str = "default", tmp: Path | None = None, **overrides: Any) -> dict[str, Any]:
-    """A stage config exactly as train.yaml holds it: merged, validated, plus a ``job:`` section."""
-    from nemotron.config.loader import load_stage_config
-    from nemotron.pipeline.stages import get_stage
-
-    st = get_stage(stage)
-    data = load_stage_config(st, config, cli_overrides=overrides or None).data
-    base = tmp or Path("/tmp/nemotron-test")
-    data["job"] = {
-        "id": f"20261123-000000-{st.name.replace('.', '-')}-abc123",
-        "experiment": "20261123-000000-abc123",
-        "stage": st.name,
-        "config_name": config,
-        "config_hash": "0" * 64,
-        "dir": str(base / "jobs" / st.name),
-        "output_dir": str(base / "outputs" / st.name),
-        "artifacts_root": str(base / "artifacts"),
-        "git_rev": "unknown",
-    }
-    return data
-
-
-def artifact(name: str, kind: str, path: Path, metadata: dict[str, Any] | None = None, version: int = 1) -> Artifact:
-    return Artifact(name=name, version=version, kind=kind, path=str(path), metadata=dict(metadata or {}))
-
-
-def write_indexed(prefix: Path, docs: list[list[int]]) -> None:
-    """A real Megatron ``prefix.bin``/``prefix.idx`` pair written by megatron-core's builder."""
-    import numpy as np
-    import torch
-    from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
-
-    builder = IndexedDatasetBuilder(str(prefix) + ".bin", dtype=np.uint16)
-    for doc in docs:
-        builder.add_document(torch.tensor(doc, dtype=torch.int64), [len(doc)])
-    builder.finalize(str(prefix) + ".idx")
+from .recipes_support import SFT_ROWS, artifact, write_indexed, write_packed_parquet
 
 
 @pytest.fixture
@@ -77,34 +24,6 @@ def pretrain_data(tmp_path: Path) -> Artifact:
     (root / "blend.json").write_text(json.dumps(blend))
     meta = {"tokenizer": {"path": "gpt2", "vocab_size": 50257, "eod_id": 0}}
     return artifact("pretrain-data", "pretrain-data", root, meta)
-
-
-def write_packed_parquet(path: Path, rows: list[list[list[int]]]) -> None:
-    """Each row packs several sequences: input_ids concatenated, seq_start_id their offsets."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    ids, masks, starts = [], [], []
-    for seqs in rows:
-        flat, offs = [], []
-        for seq in seqs:
-            offs.append(len(flat))
-            flat.extend(seq)
-        ids.append(flat)
-        masks.append([1] * len(flat))
-        starts.append(offs)
-    table = pa.table(
-        {
-            "input_ids": pa.array(ids, type=pa.list_(pa.int32())),
-            "loss_mask": pa.array(masks, type=pa.list_(pa.int8())),
-            "seq_start_id": pa.array(starts, type=pa.list_(pa.int32())),
-        }
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, path)
-
-
-SFT_ROWS = [[[1, 2, 3, 4], [5, 6, 7]], [[8, 9, 10, 11, 12, 13]], [[14, 15], [16, 17, 18], [19, 20]]]
 
 
 @pytest.fixture
@@ -124,61 +43,3 @@ def rl_data(tmp_path: Path) -> Artifact:
     (root / "val.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:3]))
     (root / "manifest.json").write_text(json.dumps({"train": 5, "val": 3}))
     return artifact("rl-data", "rl-data", root, {})
-
-
-def megatron_model(root: Path, iteration: int = 200, hf: bool = False, name: str = "pretrain-model") -> Artifact:
-    """A model artifact as the megatron stages publish it: checkpoints/ (+ hf/)."""
-    ckpt = root / "checkpoints"
-    (ckpt / f"iter_{iteration:07d}").mkdir(parents=True)
-    (ckpt / "latest_checkpointed_iteration.txt").write_text(str(iteration))
-    meta: dict[str, Any] = {"format": "megatron", "megatron_checkpoint": "checkpoints", "iteration": iteration}
-    if hf:
-        (root / "hf").mkdir()
-        (root / "hf" / "config.json").write_text("{}")
-        meta["hf_dir"] = "hf"
-    return artifact(name, "model", root, meta)
-
-
-def hf_model(root: Path, name: str = "sft-model") -> Artifact:
-    (root / "hf").mkdir(parents=True, exist_ok=True)
-    (root / "hf" / "config.json").write_text("{}")
-    return artifact(name, "model", root, {"format": "hf", "hf_dir": "hf"})
-
-
-def bridge_keys_problems(overrides: dict[str, Any], ref: dict[str, Any]) -> list[str]:
-    """Dotted ConfigContainer paths that the recorded Megatron-Bridge reference does not know."""
-    container = ref["config_container"]
-    problems = []
-    for key in overrides:
-        section, _, rest = key.partition(".")
-        known = section in container and (not rest or rest.split(".")[0] in container[section]["fields"])
-        if not known:
-            problems.append(key)
-    return problems
-
-
-def spec_problems(spec: tuple[str, dict[str, Any]], ref: dict[str, Any]) -> list[str]:
-    """A ``(class, kwargs)`` dataset spec checked against the recorded dataset classes (recursively)."""
-    name, kwargs = spec
-    classes = ref["dataset_classes"]
-    if name not in classes:
-        return [name]
-    problems = [f"{name}.{k}" for k in kwargs if k not in classes[name]["fields"]]
-    for value in kwargs.values():
-        if isinstance(value, tuple):
-            problems += spec_problems(value, ref)
-    return problems
-
-
-def tree_problems(config: Any, ref: Any, path: str = "") -> list[str]:
-    """Keys of a nested config dict missing from a recorded key tree (``true`` = free-form leaf)."""
-    if ref is True or not isinstance(config, dict):
-        return []
-    problems = []
-    for key, value in config.items():
-        where = f"{path}.{key}" if path else key
-        if key not in ref:
-            problems.append(where)
-        else:
-            problems += tree_problems(value, ref[key], where)
-    return problems

@@ -5,11 +5,12 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from conftest import resolved_config
 
 from nemotron.errors import UserError
 from nemotron.node.commands import node_command
 from nemotron.paths import REPO_ROOT
+
+from .recipes_support import resolved_config
 
 ROOT = "/code"
 

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import artifact, hf_model, load_reference, resolved_config, tree_problems
 from super3.megatron import eval as ev
 
 from nemotron.errors import UserError
 from nemotron.node.results import parse_results_yml, show_results
+
+from .recipes_support import artifact, hf_model, load_reference, resolved_config, tree_problems
 
 EVALUATOR = load_reference("nemo_evaluator")
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import artifact, bridge_keys_problems, load_reference, megatron_model, resolved_config
 from super3.megatron import pretrain
 from super3.megatron.common import apply_overrides, latest_iteration
 
 from nemotron.errors import UserError
+
+from .recipes_support import artifact, bridge_keys_problems, load_reference, megatron_model, resolved_config
 
 BRIDGE = load_reference("megatron_bridge")
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import SFT_ROWS, hf_model, load_reference, megatron_model, resolved_config, write_packed_parquet
 from super3.megatron import quantize
 
 from nemotron.errors import UserError
+
+from .recipes_support import SFT_ROWS, hf_model, load_reference, megatron_model, resolved_config, write_packed_parquet
 
 MODELOPT = load_reference("modelopt")
 CONFIGS = ["fp8_conservative", "fp8_aggressive", "nvfp4_conservative", "nvfp4_aggressive"]

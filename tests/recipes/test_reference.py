@@ -6,7 +6,8 @@ import dataclasses
 import inspect
 
 import pytest
-from conftest import bridge_keys_problems, load_reference, spec_problems, tree_problems
+
+from .recipes_support import bridge_keys_problems, load_reference, spec_problems, tree_problems
 
 
 def test_every_reference_names_its_source_and_version():

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import hf_model, load_reference, megatron_model, resolved_config, tree_problems
 from super3.megatron import rl
 
 from nemotron.errors import UserError
+
+from .recipes_support import hf_model, load_reference, megatron_model, resolved_config, tree_problems
 
 NEMO_RL = load_reference("nemo_rl")
 SUBSTAGES = ["rlvr", "swe1", "swe2", "rlhf"]

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import resolved_config
 
 from nemotron.artifacts.registry import Registry
 from nemotron.node.ranks import global_rank
+
+from .recipes_support import resolved_config
 
 FAKE_BACKEND = """
 import os

@@ -5,7 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import (
+from super3.megatron import sft
+from super3.megatron.common import SUPER_HF_MODEL_ID
+
+from nemotron.errors import UserError
+
+from .recipes_support import (
     SFT_ROWS,
     artifact,
     bridge_keys_problems,
@@ -15,10 +20,6 @@ from conftest import (
     spec_problems,
     write_packed_parquet,
 )
-from super3.megatron import sft
-from super3.megatron.common import SUPER_HF_MODEL_ID
-
-from nemotron.errors import UserError
 
 BRIDGE = load_reference("megatron_bridge")
 

@@ -1,0 +1,1 @@
+"""Tests of the node runner and the megatron (GPU) backend translation."""
