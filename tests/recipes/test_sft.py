@@ -121,3 +121,37 @@ def test_run_reports_checkpoint_and_hf_export(tmp_path, sft_data, monkeypatch):
     meta = sft.run(cfg, {"model": megatron_model(tmp_path / "base"), "data": sft_data}, tmp_path / "out")
     assert meta["iteration"] == 1700 and meta["hf_dir"] == "hf" and meta["format"] == "megatron+hf"
     assert meta["megatron_checkpoint"] == "checkpoints" and meta["pack_size"] == 4096
+
+
+def test_data_prep_layout_shards_per_key_with_split_files(tmp_path):
+    """data prep sft writes shards/<key>/<split>.parquet and lists them in metadata splits.<name>.files."""
+    from super3.megatron.quantize import calibration_samples
+
+    root = tmp_path / "prep"
+    for key in ("a1", "b2"):
+        write_packed_parquet(root / "shards" / key / "train.parquet", SFT_ROWS)
+    write_packed_parquet(root / "shards" / "a1" / "valid.parquet", SFT_ROWS[:1])
+    meta = {
+        "pack_size": 4096,
+        "splits": {
+            "train": {"files": ["shards/a1/train.parquet", "shards/b2/train.parquet"], "packs": 6},
+            "valid": {"files": ["shards/a1/valid.parquet"], "packs": 1},
+        },
+    }
+    found = sft.packed_splits(root, meta)
+    assert found == {
+        "train": str(root / "shards" / "*" / "train.parquet"),
+        "valid": str(root / "shards/a1/valid.parquet"),
+    }
+    assert sft.packed_splits(root) == {
+        "train": str(root / "shards" / "*" / "train.parquet"),
+        "valid": str(root / "shards" / "*" / "valid.parquet"),
+    }
+    # An empty split (no valid fraction) means no validation, not an error.
+    meta["splits"]["valid"]["files"] = []
+    assert sft.packed_splits(root, meta)["valid"] is None
+    assert len(calibration_samples(root, size=100, seq_length=64, metadata=meta)) == 2 * 6
+    with pytest.raises(UserError, match="cannot be named"):
+        (root / "shards" / "c3").mkdir()
+        write_packed_parquet(root / "shards" / "c3" / "train.parquet", SFT_ROWS)
+        sft.packed_splits(root, meta)

@@ -32,11 +32,13 @@ def calibration_samples(
     data_dir: str | Path, size: int, seq_length: int, metadata: dict | None = None
 ) -> list[list[int]]:
     """Up to ``size`` token sequences from the SFT Parquet, unpacked at ``seq_start_id`` and cut at ``seq_length``."""
+    import glob
+
     import pyarrow.parquet as pq
 
     spec = packed_splits(data_dir, metadata)["train"]
     path = Path(spec)
-    files = sorted(path.glob("*.parquet")) if path.is_dir() else sorted(path.parent.glob(path.name))
+    files = sorted(path.glob("*.parquet")) if path.is_dir() else sorted(Path(f) for f in glob.glob(spec))
     samples: list[list[int]] = []
     for file in files:
         table = pq.read_table(file, columns=["input_ids", "seq_start_id"])

@@ -35,24 +35,57 @@ def _has_parquet(path: Path) -> bool:
     return path.is_dir() and any(path.glob("*.parquet"))
 
 
-def packed_splits(data_dir: str | Path, metadata: dict[str, Any] | None = None) -> dict[str, str | None]:
-    """Train/valid Parquet locations (directory or glob) inside an sft-data artifact.
+def _files_spec(base: Path, files: list[str]) -> str | None:
+    """One path or glob that matches exactly ``files`` (Megatron-Bridge takes a file, dir or glob)."""
+    import glob as globlib
 
-    Metadata ``splits: {train: rel, valid: rel}`` wins; otherwise ``splits/<name>/``, ``<name>/`` or
-    ``<name>*.parquet`` are probed, and a directory of Parquet files with no split layout is all train.
+    paths = [str(Path(f) if Path(f).is_absolute() else base / f) for f in files]
+    if not paths:
+        return None
+    if len(paths) == 1:
+        return paths[0]
+    parents = {str(Path(p).parent.parent) for p in paths}
+    names = {Path(p).name for p in paths}
+    if len(parents) == 1 and len(names) == 1:
+        pattern = str(Path(parents.pop()) / "*" / names.pop())  # shards/*/train.parquet
+        if sorted(globlib.glob(pattern)) == sorted(paths):
+            return pattern
+    dirs = {str(Path(p).parent) for p in paths}
+    if len(dirs) == 1 and sorted(str(q) for q in Path(dirs.pop()).glob("*.parquet")) == sorted(paths):
+        return str(Path(paths[0]).parent)
+    raise UserError(
+        f"the sft-data split files under {base} cannot be named by one path or glob",
+        hint="keep one split per directory or one <split>.parquet per shard directory",
+    )
+
+
+def _declared(base: Path, value: Any) -> str | None:
+    """A split from metadata: a path string, or data prep's ``{"files": [...], ...}`` entry."""
+    if isinstance(value, dict):
+        return _files_spec(base, list(value.get("files") or []))
+    path = Path(str(value))
+    return str(path if path.is_absolute() else base / path)
+
+
+def packed_splits(data_dir: str | Path, metadata: dict[str, Any] | None = None) -> dict[str, str | None]:
+    """Train/valid Parquet locations (file, directory or glob) inside an sft-data artifact.
+
+    Metadata ``splits`` wins: data prep records ``splits.<name>.files`` (``shards/<key>/<name>.parquet``);
+    a plain path also works. Otherwise the layout is probed: ``shards/*/<name>.parquet``,
+    ``splits/<name>/``, ``<name>/`` or ``<name>*.parquet``; a bare directory of Parquet files is all train.
     """
     base = Path(data_dir)
     declared = (metadata or {}).get("splits") or {}
     found: dict[str, str | None] = {"train": None, "valid": None}
     for split, names in SPLIT_NAMES.items():
-        for name in (split, *names):
-            if declared.get(name):
-                path = Path(declared[name])
-                found[split] = str(path if path.is_absolute() else base / path)
-                break
-        if found[split]:
+        in_meta = [name for name in (split, *names) if name in declared]
+        if in_meta:
+            found[split] = _declared(base, declared[in_meta[0]])
             continue
         for name in names:
+            if any(base.glob(f"shards/*/{name}.parquet")):
+                found[split] = str(base / "shards" / "*" / f"{name}.parquet")
+                break
             for candidate in (base / "splits" / name, base / name):
                 if _has_parquet(candidate):
                     found[split] = str(candidate)
