@@ -105,6 +105,9 @@ def submit(
         log_level="WARN",
         skip_status_at_exit=True,
         threadpool_workers=4,
+        # NeMo-Run would also write YAML copies of every executor and script (~25 ms each, twice per
+        # job); job.yaml/train.yaml and our record already say what ran
+        serialize_metadata_for_scripts=False,
     )
     if profile.is_slurm:
         _submit_slurm(run, exp, jobs, profile, where, record, secrets)
