@@ -21,6 +21,9 @@ from nemotron.errors import UserError  # noqa: E402
 PASSTHROUGH: list[str] = []
 """Arguments after a bare ``--``: handed unchanged to the stage's node script."""
 
+ARGV: list[str] = []
+"""The command line as the user typed it (recorded in job.yaml, secrets scrubbed)."""
+
 
 def build_app() -> typer.Typer:
     from nemotron.cli import super3
@@ -61,6 +64,7 @@ def _report(error: UserError, debug: bool) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
+    ARGV[:] = ["nemotron", *args]
     if "--" in args:
         cut = args.index("--")
         PASSTHROUGH[:] = args[cut + 1 :]

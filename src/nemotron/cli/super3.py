@@ -61,7 +61,7 @@ def _stage_command(stage: Stage):
         batch: BatchOpt = None,
         dry_run: DryRunOpt = False,
     ) -> None:
-        from nemotron.cli.main import PASSTHROUGH
+        from nemotron.cli.main import ARGV, PASSTHROUGH
         from nemotron.launch.stage import launch_stage
 
         code = launch_stage(
@@ -72,6 +72,7 @@ def _stage_command(stage: Stage):
             dry_run=dry_run,
             args=list(ctx.args),
             passthrough=list(PASSTHROUGH),
+            argv=list(ARGV),
         )
         raise typer.Exit(code)
 
