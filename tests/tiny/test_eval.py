@@ -168,3 +168,9 @@ def test_labels_and_errors(tmp_path):
         E.quantized_models(_art(tmp_path / "x" / "missing"))
     with pytest.raises(UserError, match="no results.json"):
         E.show_results(tmp_path)
+
+
+def test_bf16_only_when_no_quantized_input(tmp_path, tiny_model_dir):
+    meta = E.run(_eval_cfg(limit=2), {"model": _art(tiny_model_dir), "quantized": None}, tmp_path / "r")
+    assert meta["passed"] and meta["checks"] == []
+    assert list(meta["table"]["tiny_addition"]) == ["bf16"]

@@ -227,6 +227,19 @@ def test_unknown_recipe_is_a_user_error():
         Q._quant_section({"quant": {"configs": ["mamba_moe_int8"]}})
 
 
+def test_calibration_rejects_foreign_token_ids(tmp_path, tiny_tokenizer, tiny_tokenizer_file):
+    from nemotron.errors import UserError
+
+    calib = make_sft_data(tmp_path / "sft", tiny_tokenizer_file, addition_chats(4), pack_size=96)
+    small = type("Tok", (), {"pad_token_id": 0, "__len__": lambda self: 5})()
+    with pytest.raises(UserError, match="token id"):
+        Q.calibration_batches({"calib_size": 4, "calib_seq_length": 32, "calib_batch_size": 2}, calib, small)
+    batches, info = Q.calibration_batches(
+        {"calib_size": 4, "calib_seq_length": 32, "calib_batch_size": 2}, calib, tiny_tokenizer
+    )
+    assert info["sequences"] == 4 and all(b["input_ids"].shape[1] <= 32 for b in batches)
+
+
 def test_calibration_without_calib_input_uses_shipped_prose(tiny_tokenizer):
     batches, info = Q.calibration_batches(
         {"calib_size": 5, "calib_seq_length": 24, "calib_batch_size": 2}, None, tiny_tokenizer
@@ -263,7 +276,7 @@ def test_run_quantizes_saves_and_restores(tmp_path, tiny_model_dir, tiny_tokeniz
         }
         summary = json.loads((d / Q.SUMMARY_FILE).read_text())
         assert summary["config"] == name and summary["num_quantized_modules"] == info["num_quantized_modules"] > 0
-        assert summary["nvfp4_cpu_emulation"] == (info["format"] == "nvfp4" and not torch.cuda.is_available())
+        assert summary["nvfp4_cpu_emulation"] == (info["format"] == "nvfp4")
         assert 0 < info["deviation"]["rel_logit_error"] < 0.2
         plain, _ = tiny_model.load_model(d)  # a plain HF load: fake-quantized weights, no activation quant
         restored, _, _ = Q.load_quantized(d)

@@ -37,9 +37,9 @@ model quantizing Mamba projections too roughly triples the logit error, see the 
 "aggressive" is ModelOpt's; it keeps attention and latent projections unquantized, i.e. it is *not*
 "every linear except router and lm_head".
 
-NVFP4 on CPU: ModelOpt's dynamic block quantization asserts CUDA, so on a machine without CUDA the
-NVFP4 entries get ``backend: nemotron_nvfp4_cpu`` (:mod:`super3.tiny.nvfp4`, a plain-torch emulation
-bit-identical to ModelOpt's ``NVFP4QTensor`` reference); with CUDA ModelOpt's kernels run unchanged.
+NVFP4 on CPU: ModelOpt's dynamic block quantization asserts CUDA tensors, so when the model is on CPU
+(always, for the tiny backend) the NVFP4 entries get ``backend: nemotron_nvfp4_cpu`` (:mod:`super3.tiny.nvfp4`, a plain-torch emulation
+bit-identical to ModelOpt's ``NVFP4QTensor`` reference); a model on a GPU would use ModelOpt's kernels.
 The unquantized model is float32 on CPU; the results call it "bf16" after the recipe's baseline.
 """
 
@@ -118,7 +118,8 @@ def get_recipe(name: str) -> Recipe:
 def recipe_config(name: str, emulate_nvfp4: bool | None = None) -> tuple[dict[str, Any], bool]:
     """The ModelOpt quantize config for ``name`` and whether the NVFP4 CPU emulation is used.
 
-    ``emulate_nvfp4`` defaults to "no CUDA available" (only NVFP4 recipes are affected).
+    ``emulate_nvfp4`` (only NVFP4 recipes are affected) should say whether the model runs on CPU;
+    it defaults to "no CUDA available".
     """
     import copy
 
@@ -176,6 +177,12 @@ def calibration_batches(
         source = f"prose {CALIB_FALLBACK.name}"
     if not seqs:
         raise UserError("no calibration sequences", hint="check the calib input or quant.calib_size")
+    top = max(int(s.input_ids.max()) for s in seqs if len(s.input_ids))
+    if top >= len(tokenizer):
+        raise UserError(
+            f"calibration data has token id {top} but the model's tokenizer has {len(tokenizer)} tokens",
+            hint="calibrate with sft-data prepared with the model's tokenizer",
+        )
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     batches = []
     for i in range(0, len(seqs), bs):
@@ -383,12 +390,13 @@ def run(train_cfg: dict[str, Any], inputs: dict[str, Any], output_dir: pathlib.P
     batches, calib_info = calibration_batches(quant, inputs.get("calib"), tokenizer)
     log.info("calibration: %s", calib_info)
 
+    on_cpu = next(base.parameters()).device.type == "cpu"  # the tiny backend: always, even beside a GPU
     ref_logits = logits(base, batches[0])
     models: dict[str, Any] = {}
     for name in quant["configs"]:
         t0 = time.monotonic()
         recipe = get_recipe(name)
-        cfg, emulated = recipe_config(name)
+        cfg, emulated = recipe_config(name, emulate_nvfp4=on_cpu)
         q_model = quantize_model(copy.deepcopy(base), cfg, batches)
         layout = quantizer_layout(q_model)
         deviation = output_deviation(ref_logits, q_model, batches[0])
