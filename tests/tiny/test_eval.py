@@ -63,7 +63,7 @@ def test_eval_runs_lm_eval_and_writes_the_table(tmp_path, tiny_model_dir, quanti
     out = tmp_path / "results"
     meta = E.run(_eval_cfg(), {"model": _art(tiny_model_dir), "quantized": quantized}, out)
     results = json.loads((out / E.RESULTS_JSON).read_text())
-    assert list(results["models"]) == ["bf16", "fp8", "nvfp4"]
+    assert results["columns"] == ["bf16", "fp8", "nvfp4"]
     assert results["passed"] and meta["passed"]
     assert meta["table"] == results["table"]
     for label, m in results["models"].items():

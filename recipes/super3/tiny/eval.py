@@ -234,7 +234,7 @@ def _fmt(value: float) -> str:
 
 def table_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the task x model table (primary metric; quantized cells show the change)."""
-    labels = list(results["models"])
+    labels = results.get("columns") or list(results["models"])  # results.json is written with sorted keys
     header = ["task (metric)", *labels]
     by_key = {(c["model"], c["task"]): c for c in results.get("checks", [])}
     rows = []
@@ -373,6 +373,7 @@ def run(train_cfg: dict[str, Any], inputs: dict[str, Any], output_dir: pathlib.P
         "tolerance_rule": TOLERANCE_RULE,
         "primary": {task: primary_metric(task, raw[BASELINE]) for task in tasks},
         "models": models,
+        "columns": list(models),
         "lm_eval_version": getattr(lm_eval, "__version__", "unknown"),
     }
     results["checks"] = check_tolerance(results, tolerance)
