@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shutil
 
 from nemotron.execution import states as st
 from nemotron.execution.records import ExperimentRecord
@@ -21,7 +22,7 @@ def status_table(
     record: ExperimentRecord | list[tuple[ExperimentRecord, dict[str, st.JobStatus]]],
     statuses: dict[str, st.JobStatus] | None = None,
     *,
-    width: int = 120,
+    width: int | None = None,
 ) -> str:
     """The table as text (rich markup rendered; colour only when the terminal supports it)."""
     from rich.console import Console
@@ -47,5 +48,6 @@ def status_table(
                 where,
             )
     buf = io.StringIO()
+    width = width or max(shutil.get_terminal_size((120, 24)).columns, 100)
     Console(file=buf, width=width, force_terminal=False, color_system=None).print(table)
     return buf.getvalue()

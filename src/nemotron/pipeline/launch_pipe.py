@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import shutil
 import sys
 import time
 from typing import Any
@@ -174,7 +175,8 @@ def plan_table(plan: PipePlan, pipe_name: str, profile: Any) -> str:
             detail = ""
         table.add_row(stage.name, stage.step.config, stage.action, detail, stage.reason)
     buf = io.StringIO()
-    Console(file=buf, width=160, force_terminal=False, color_system=None).print(table)
+    width = max(shutil.get_terminal_size((160, 24)).columns, 100)
+    Console(file=buf, width=width, force_terminal=False, color_system=None).print(table)
     return buf.getvalue()
 
 
