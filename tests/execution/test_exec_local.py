@@ -31,6 +31,7 @@ def test_attached_success_streams_the_log_and_records_the_run() -> None:
     result = submit([job], LOCAL, detach=False, write=out)
     assert result.exit_code == 0, out.text
     assert [j.state for j in result.jobs] == [st.SUCCEEDED]
+    assert result.jobs[0].native_id.startswith("hello-")  # the local scheduler's app id
     import sys
 
     assert f"hello from hello {sys.executable}" in out.text  # the venv's python ran it

@@ -41,7 +41,7 @@ def status_table(
             table.add_row(
                 rec.experiment_id if i == 0 else "",
                 job.stage,
-                job.native_id or job.job_id,
+                (job.native_id if rec.is_slurm else "") or job.job_id,
                 state,
                 "" if s.exit_code is None else str(s.exit_code),
                 s.elapsed,

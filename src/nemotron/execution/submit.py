@@ -289,6 +289,9 @@ def _run_local(
         thread.join()
     if errors:
         raise errors[0]
+    native = _native_ids(exp)  # the local scheduler's app ids (local_persistent://nemo_run/<id>)
+    for rec in record.jobs:
+        rec.native_id = native.get(rec.task, "")
     record.save()
     return _finish(result, record, statuses, shell, write)
 
