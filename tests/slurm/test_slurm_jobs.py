@@ -13,6 +13,7 @@ from _jobkit import Captured, files_containing, make_job, new_id
 from conftest import sacct
 
 from nemotron.env.profiles import Profile
+from nemotron.errors import UserError
 from nemotron.execution import control
 from nemotron.execution import states as st
 from nemotron.execution.records import experiment_dir, find
@@ -170,3 +171,13 @@ def test_resources_env_and_secrets_are_honoured(monkeypatch: pytest.MonkeyPatch)
     for value in (secret, "wk-" + "5e6f" * 6):
         assert value not in out.text
         assert files_containing(nemotron_home(), value) == []
+
+
+def test_sbatch_refusal_is_a_one_line_user_error() -> None:
+    exp = new_id("sl-badpart")
+    a = make_job(exp, "a", "print(1)\n")
+    b = make_job(exp, "b", "print(2)\n", depends_on=(a.job_id,))
+    with pytest.raises(UserError) as err:
+        submit([a, b], Profile(name="wrong", executor="slurm", partition="no-such-partition"), detach=True)
+    assert "sbatch: error: invalid partition specified: no-such-partition" in err.value.one_line()
+    assert "\n" not in err.value.one_line()
