@@ -25,6 +25,23 @@ from nemotron.execution.shell import Shell
 
 Write = Callable[[str], None]
 
+# Pending reasons Slurm will not resolve by waiting (limits the job exceeds, things that do not exist).
+HOPELESS_REASONS = frozenset(
+    {
+        "PartitionTimeLimit",
+        "PartitionNodeLimit",
+        "BadConstraints",
+        "InvalidAccount",
+        "InvalidQOS",
+        "AssocMaxWallDurationPerJobLimit",
+        "AssocMaxNodesPerJobLimit",
+        "QOSMaxWallDurationPerJobLimit",
+        "QOSMaxNodePerJobLimit",
+        "DependencyNeverSatisfied",
+        "PartitionDown",
+    }
+)
+
 # Lines of a batch log that come from Slurm/srun/pyxis or the shell, not from `set -x` echoes.
 _SCHEDULER_MSG = re.compile(
     r"^(?!\+)(?!.*\bsrun --output\b).*(srun:|slurmstepd|sbatch:|pyxis|enroot|error|unrecognized|"
@@ -116,13 +133,20 @@ class Follower:
     def transitions(self, statuses: dict[str, st.JobStatus]) -> None:
         for job in self.record.jobs:
             status = statuses.get(job.job_id)
-            if status is None or self._last.get(job.job_id) == status.state:
+            key = f"{status.state}:{status.reason}" if status is not None and status.state == st.PENDING else None
+            key = key or (status.state if status is not None else None)
+            if status is None or self._last.get(job.job_id) == key:
                 continue
-            self._last[job.job_id] = status.state
+            self._last[job.job_id] = key
             where = f" on {status.nodes}" if status.nodes and status.state == st.RUNNING else ""
             native = f" (slurm job {job.native_id})" if self.record.is_slurm and job.native_id else ""
             why = f": {status.reason}" if status.reason and status.state in (st.PENDING, st.CANCELLED) else ""
             self.note(f"{job.stage}{native} {status.state}{where}{why}")
+            if status.state == st.PENDING and status.reason.split(",")[0] in HOPELESS_REASONS:
+                self.note(
+                    f"{job.stage} cannot start as submitted ({status.reason}); fix the profile/config and "
+                    f"cancel it: nemotron cancel {self.record.experiment_id}"
+                )
 
     def poll(self) -> dict[str, st.JobStatus]:
         statuses = st.experiment_states(self.record, self.shell)
