@@ -96,17 +96,23 @@ def test_short_stream_is_tiled(tmp_path):
 
 
 def test_lr_schedules():
+    """Megatron's scheduler: warmup, then cosine/linear to min_lr, or WSD hold + anneal styles."""
     opt = {"lr": 1.0, "min_lr": 0.1, "warmup_iters": 10, "lr_schedule": "cosine"}
     assert training.lr_at(0, opt, 110) == pytest.approx(0.1)
     assert training.lr_at(9, opt, 110) == pytest.approx(1.0)
     assert training.lr_at(60, opt, 110) == pytest.approx(0.55)
     assert training.lr_at(110, opt, 110) == pytest.approx(0.1)
-    wsd = {**opt, "lr_schedule": "wsd", "decay_iters_fraction": 0.2}
-    assert training.lr_at(80, wsd, 110) == pytest.approx(1.0)  # stable until the last 20%
-    assert training.lr_at(100, wsd, 110) == pytest.approx(0.55)
-    assert training.lr_at(110, wsd, 110) == pytest.approx(0.1)
-    assert training.lr_at(50, {**opt, "lr_schedule": "constant"}, 110) == 1.0
     assert training.lr_at(60, {**opt, "lr_schedule": "linear"}, 110) == pytest.approx(0.55)
+    assert training.lr_at(50, {**opt, "lr_schedule": "constant"}, 110) == 1.0
+    assert training.lr_at(60, {**opt, "decay_iters": 60}, 110) == pytest.approx(0.1)  # span ends early
+    wsd = {**opt, "lr_schedule": "wsd", "decay_iters_fraction": 0.2}  # anneal over the last 22 iters
+    assert training.lr_at(88, wsd, 110) == pytest.approx(1.0)
+    styles = {"linear": 0.5, "cosine": 0.5, "minus_sqrt": 1 - 0.5**0.5, "exponential": 2 * 0.5**0.5 - 1}
+    for style, coeff in styles.items():
+        assert training.lr_at(99, {**wsd, "wsd_decay_style": style}, 110) == pytest.approx(0.1 + 0.9 * coeff)
+    assert training.lr_at(109, {**wsd, "wsd_decay_iters": 10}, 110) == pytest.approx(0.1 + 0.9 * (1 - 0.9**0.5))
+    with pytest.raises(UserError):
+        training.lr_at(20, {**opt, "lr_schedule": "bogus"}, 110)
 
 
 def test_pretrain_loss_falls_and_outputs(tmp_path, pretrain_data, capsys):
@@ -180,3 +186,25 @@ def test_user_errors(tmp_path, pretrain_data):
     write_indexed(data.path / "train_a", [[5000, 1, 0]])  # an id the tokenizer cannot have produced
     with pytest.raises(UserError, match="token id 5000"):
         pretrain.run(cfg, {"data": data}, tmp_path / "c")
+
+
+def test_exit_interval_then_continue_full(tmp_path, pretrain_data, tiny_model_dir, capsys):
+    """Phase 1 stops at exit_interval (checkpointed); phase 2 with from_model=full continues that
+    run's iteration, optimizer and schedule to train_iters."""
+    cfg = small_cfg(10, exit_interval=6, eval_interval=100)
+    phase1 = pretrain.run(cfg, {"data": pretrain_data}, tmp_path / "p1")
+    assert phase1["iteration"] == 6 and "exit_interval reached at iteration 6" in capsys.readouterr().out
+    cfg2 = small_cfg(10, exit_interval=None, eval_interval=100)
+    cfg2["checkpoint"] = {"save_interval": 1000, "from_model": "full"}
+    model_in = types.SimpleNamespace(path=tmp_path / "p1", metadata=phase1)
+    phase2 = pretrain.run(cfg2, {"data": pretrain_data, "model": model_in}, tmp_path / "p2")
+    out = capsys.readouterr().out
+    assert "at iteration 6" in out and phase2["iteration"] == 10
+    lrs = json.loads((tmp_path / "p2" / "metrics.json").read_text())["lr"]
+    assert [s for s, _ in lrs] == list(range(1, 11))  # one continued curve
+    assert lrs[6][1] == pytest.approx(training.lr_at(6, cfg2["optimizer"], 10))
+    p1_lrs = json.loads((tmp_path / "p1" / "metrics.json").read_text())["lr"]
+    assert lrs[:6] == p1_lrs
+    no_ckpt = types.SimpleNamespace(path=tiny_model_dir, metadata={})
+    with pytest.raises(UserError, match="no checkpoints"):
+        pretrain.run(cfg2, {"data": pretrain_data, "model": no_ckpt}, tmp_path / "p3")

@@ -77,31 +77,41 @@ def test_collate_shifts_labels_and_masks_padding():
 
 
 def test_only_loss_mask_tokens_contribute(tmp_path, tiny_tokenizer_file, tiny_model_dir):
-    """The loss equals cross-entropy over assistant targets only, and positions predicting
-    non-assistant tokens (or padding) get exactly zero gradient."""
+    """The loss equals cross-entropy over assistant targets only (checked against the full HF
+    forward), and hidden states at positions whose next token is not an assistant token (or is
+    padding) get exactly zero gradient."""
     model, tok = tiny_model.load_model(tiny_model_dir)
     art = make_sft_data(tmp_path / "sft", tiny_tokenizer_file, addition_chats(8, seed=1))
     seqs = tiny_data.read_sft_sequences(art.path)
     batch = tiny_data.collate_sft(seqs, tok.pad_token_id)
     captured = {}
 
-    def keep_logits(_module, _inp, out):
+    def keep_hidden(_module, _inp, out):
         out.retain_grad()
-        captured["logits"] = out
+        captured["hidden"] = out
 
-    handle = model.lm_head.register_forward_hook(keep_logits)
+    handle = model.model.norm_f.register_forward_hook(keep_hidden)
     loss, n = training.token_loss_sum(model, batch)
     handle.remove()
     (loss / n).backward()
-    logits, labels = captured["logits"], batch["labels"]
+    labels = batch["labels"]
     targets = labels != -100
-    expected = torch.nn.functional.cross_entropy(logits[targets].detach(), labels[targets])
-    assert (loss / n).item() == pytest.approx(expected.item(), rel=1e-5)
     n_assistant = sum(int(s.loss_mask[1:].sum()) for s in seqs)
-    assert n == n_assistant == int(targets.sum())
-    grad_norm = logits.grad.abs().sum(-1)
-    assert torch.all(grad_norm[~targets] == 0)
-    assert torch.all(grad_norm[targets] > 0)
+    assert n == n_assistant == int(targets.sum()) > 0
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    expected = torch.nn.functional.cross_entropy(logits[targets], labels[targets])
+    assert (loss / n).item() == pytest.approx(expected.item(), rel=1e-5)
+    grad = captured["hidden"].grad.abs().sum(-1)
+    assert torch.all(grad[~targets] == 0)
+    assert torch.all(grad[targets] > 0)
+    # the same sequences chunked by length give the same total loss and target count
+    chunks = tiny_data.chunk_by_length(seqs, tok.pad_token_id, chunk_tokens=64)
+    assert len(chunks) > 1
+    with torch.no_grad():
+        parts = [training.token_loss_sum(model, c) for c in chunks]
+    assert sum(k for _, k in parts) == n
+    assert sum(float(v) for v, _ in parts) / n == pytest.approx(expected.item(), rel=1e-4)
 
 
 def test_sft_masked_loss_falls_and_resumes(tmp_path, tiny_tokenizer_file, tiny_model_dir, monkeypatch, capsys):

@@ -190,27 +190,54 @@ def unpack_row(input_ids: Sequence[int], loss_mask: Sequence[int], seq_start_id:
     return [SftSequence(ids[a:b], mask[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
 
 
-def read_sft_sequences(data_dir: str | pathlib.Path, max_length: int | None = None) -> list[SftSequence]:
-    """All sequences of every ``*.parquet`` under ``data_dir`` (sorted by path), unpacked."""
+def sft_split_files(data_dir: str | pathlib.Path, split: str = "train") -> list[pathlib.Path]:
+    """Parquet files of one split: from data prep's ``manifest.json`` (``splits.<split>.files``), or,
+    without a manifest, every ``*.parquet`` under ``data_dir`` for ``train`` and none otherwise."""
+    data_dir = pathlib.Path(data_dir)
+    manifest = data_dir / "manifest.json"
+    if manifest.exists():
+        splits = json.loads(manifest.read_text()).get("splits") or {}
+        if splits:
+            return [data_dir / f for f in (splits.get(split) or {}).get("files", [])]
+    return sorted(data_dir.rglob("*.parquet")) if split == "train" else []
+
+
+def read_sft_packs(
+    data_dir: str | pathlib.Path, max_length: int | None = None, split: str = "train"
+) -> list[list[SftSequence]]:
+    """One split's packed rows, each unpacked into its sequences (sequences without targets dropped,
+    longer ones cut to ``max_length``)."""
     import pyarrow.parquet as pq
 
     data_dir = pathlib.Path(data_dir)
-    files = sorted(data_dir.rglob("*.parquet"))
+    files = sft_split_files(data_dir, split)
     if not files:
+        if split != "train":
+            return []
         raise UserError(f"no Parquet files in {data_dir}", hint="pass an sft-data artifact from data prep")
-    seqs: list[SftSequence] = []
+    packs: list[list[SftSequence]] = []
     for f in files:
         table = pq.read_table(f, columns=["input_ids", "loss_mask", "seq_start_id"])
         cols = table.to_pydict()
         for ids, mask, starts in zip(cols["input_ids"], cols["loss_mask"], cols["seq_start_id"], strict=True):
+            pack = []
             for s in unpack_row(ids, mask, starts):
                 if max_length is not None and len(s.input_ids) > max_length:
                     s = SftSequence(s.input_ids[:max_length], s.loss_mask[:max_length])
-                if s.loss_mask.any():
-                    seqs.append(s)
-    if not seqs:
+                if s.loss_mask[1:].any():
+                    pack.append(s)
+            if pack:
+                packs.append(pack)
+    if not packs and split == "train":
         raise UserError(f"no sequence in {data_dir} has loss_mask tokens", hint="check the SFT data prep")
-    return seqs
+    return packs
+
+
+def read_sft_sequences(
+    data_dir: str | pathlib.Path, max_length: int | None = None, split: str = "train"
+) -> list[SftSequence]:
+    """All sequences of one split, unpacked, in file/row order."""
+    return [s for pack in read_sft_packs(data_dir, max_length, split) for s in pack]
 
 
 def collate_sft(seqs: Sequence[SftSequence], pad_id: int) -> dict[str, Any]:
@@ -238,25 +265,47 @@ def collate_sft(seqs: Sequence[SftSequence], pad_id: int) -> dict[str, Any]:
 
 
 class SftBatches:
-    """Shuffled epochs over the unpacked sequences, reproducible from ``(seed, key)``."""
+    """Shuffled epochs over packed rows, reproducible from ``(seed, key)``.
 
-    def __init__(self, seqs: Sequence[SftSequence], pad_id: int, seed: int = 1234):
-        self.seqs = list(seqs)
+    A batch of ``size`` packs (Megatron's unit: global_batch_size counts packed rows) is unpacked
+    into all its sequences, so a step sees the same tokens as the packed batch but no sequence
+    attends to another. The sequences are sorted by length and right-padded in chunks of at most
+    ``chunk_tokens`` padded tokens: padding everything to the longest chat tripled the work.
+    """
+
+    def __init__(self, packs: Sequence[Sequence[SftSequence]], pad_id: int, seed: int = 1234, chunk_tokens: int = 2048):
+        self.packs = [list(p) for p in packs]
         self.pad_id = pad_id
         self.seed = seed
+        self.chunk_tokens = chunk_tokens
         self._orders: dict[int, np.ndarray] = {}
 
     def _order(self, epoch: int) -> np.ndarray:
         if epoch not in self._orders:
-            self._orders = {epoch: np.random.default_rng([self.seed, epoch]).permutation(len(self.seqs))}
+            self._orders = {epoch: np.random.default_rng([self.seed, epoch]).permutation(len(self.packs))}
         return self._orders[epoch]
 
-    def batch(self, key: int, size: int) -> dict[str, Any]:
-        """Batch number ``key`` of ``size`` sequences (epochs reshuffle; no state to save on resume)."""
-        n = len(self.seqs)
-        start = key * size
-        picks = []
-        for j in range(start, start + size):
+    def sequences(self, key: int, size: int) -> list[SftSequence]:
+        """The sequences of batch ``key`` (``size`` packs; epochs reshuffle, no state to save on resume)."""
+        n = len(self.packs)
+        picks: list[SftSequence] = []
+        for j in range(key * size, key * size + size):
             epoch, pos = divmod(j, n)
-            picks.append(self.seqs[int(self._order(epoch)[pos])])
-        return collate_sft(picks, self.pad_id)
+            picks += self.packs[int(self._order(epoch)[pos])]
+        return picks
+
+    def batch(self, key: int, size: int) -> list[dict[str, Any]]:
+        """Batch ``key`` as length-sorted, right-padded chunks (together one optimizer micro-batch)."""
+        return chunk_by_length(self.sequences(key, size), self.pad_id, self.chunk_tokens)
+
+
+def chunk_by_length(seqs: Sequence[SftSequence], pad_id: int, chunk_tokens: int = 2048) -> list[dict[str, Any]]:
+    """Sort by length and collate into chunks whose padded size stays within ``chunk_tokens``."""
+    ordered = sorted(seqs, key=lambda s: len(s.input_ids))
+    chunks: list[list[SftSequence]] = []
+    for s in ordered:
+        if chunks and (len(chunks[-1]) + 1) * len(s.input_ids) <= chunk_tokens:
+            chunks[-1].append(s)
+        else:
+            chunks.append([s])
+    return [collate_sft(c, pad_id) for c in chunks]

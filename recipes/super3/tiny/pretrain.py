@@ -50,11 +50,25 @@ def _sections(train_cfg: dict[str, Any]) -> tuple[dict, dict, int]:
     return train, train_cfg.get("optimizer") or {}, gbs // micro
 
 
-def save_dirs(train_cfg: dict[str, Any], output_dir: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path | None]:
-    """(where checkpoints go, where to resume from when that is empty) from the checkpoint section."""
+def save_dirs(
+    train_cfg: dict[str, Any], output_dir: pathlib.Path, model_input: Any = None
+) -> tuple[pathlib.Path, pathlib.Path | None]:
+    """(where checkpoints go, where to resume from when that is empty).
+
+    ``checkpoint.load`` wins; otherwise with ``checkpoint.from_model: full`` the input model's own
+    checkpoints (``<model artifact>/checkpoints``) are continued: iteration, optimizer and LR schedule
+    (phase 2 after phase 1). ``weights`` (default) starts at iteration 0 from the input weights.
+    """
     ck = train_cfg.get("checkpoint") or {}
     save = pathlib.Path(ck["save"]) if ck.get("save") else output_dir / "checkpoints"
     load = pathlib.Path(ck["load"]) if ck.get("load") else None
+    if load is None and model_input is not None and ck.get("from_model") == "full":
+        load = pathlib.Path(model_input.path) / "checkpoints"
+        if training.latest_checkpoint(load) is None:
+            raise UserError(
+                f"checkpoint.from_model=full but the input model has no checkpoints in {load}",
+                hint="use checkpoint.from_model=weights, or pass a model produced by a tiny training stage",
+            )
     return save, load
 
 
@@ -97,7 +111,7 @@ def run(train_cfg: dict[str, Any], inputs: dict[str, Any], output_dir: pathlib.P
     def micro_batches(step: int) -> list[dict]:
         return [sampler.batch(step * n_micro + j, micro) for j in range(n_micro)]
 
-    save_dir, load_dir = save_dirs(train_cfg, output_dir)
+    save_dir, load_dir = save_dirs(train_cfg, output_dir, inputs.get("model"))
     training.log(
         f"pretrain: {source} model, {tiny_model.param_count(model)} params, pattern "
         f"{model.config.hybrid_override_pattern}, {train['train_iters']} iters x {n_micro * micro} x {seq} tokens"

@@ -18,18 +18,24 @@ from . import model as tiny_model
 from . import training
 from .pretrain import _sections, finish, save_dirs
 
-HELDOUT_SEQUENCES = 32  # sequences kept aside to measure masked-token loss before/after
+HELDOUT_SEQUENCES = 64  # sequences kept aside to measure masked-token loss before/after
 
 
-def split_heldout(seqs: list[tiny_data.SftSequence], n: int, seed: int):
-    """Deterministically set aside ``n`` sequences (at most a fifth) for the before/after measurement."""
+def split_heldout(packs: list[list[tiny_data.SftSequence]], n: int, seed: int):
+    """Deterministically set aside packs holding about ``n`` sequences (at most a fifth of the packs)
+    for the before/after measurement when the data has no valid split."""
     import numpy as np
 
-    n = min(n, max(1, len(seqs) // 5)) if len(seqs) > 1 else 0
-    order = np.random.default_rng([seed, 7]).permutation(len(seqs))
-    held = [seqs[int(i)] for i in order[:n]]
-    rest = [seqs[int(i)] for i in order[n:]]
-    return held, rest or held
+    order = np.random.default_rng([seed, 7]).permutation(len(packs))
+    held: list[tiny_data.SftSequence] = []
+    used = 0
+    for i in order[: max(0, len(packs) // 5)]:
+        if len(held) >= n:
+            break
+        held += packs[int(i)]
+        used += 1
+    rest = [packs[int(i)] for i in order[used:]]
+    return held, rest
 
 
 def run(train_cfg: dict[str, Any], inputs: dict[str, Any], output_dir: pathlib.Path) -> dict[str, Any]:
@@ -56,28 +62,36 @@ def run(train_cfg: dict[str, Any], inputs: dict[str, Any], output_dir: pathlib.P
     model, tokenizer = tiny_model.load_model(inputs["model"].path)
     pad_id = tokenizer.pad_token_id
     max_len = int(train.get("seq_length", 4096))
-    seqs = tiny_data.read_sft_sequences(inputs["data"].path, max_length=max_len)
-    top = max(int(s.input_ids.max()) for s in seqs)
+    packs = tiny_data.read_sft_packs(inputs["data"].path, max_length=max_len)
+    valid = tiny_data.read_sft_sequences(inputs["data"].path, max_length=max_len, split="valid")
+    top = max(int(s.input_ids.max()) for s in [*(s for p in packs for s in p), *valid])
     if top >= model.config.vocab_size:
         raise UserError(
             f"SFT data has token id {top} but the model vocabulary is {model.config.vocab_size}",
             hint="tokenize the chats with the model's tokenizer",
         )
-    held, train_seqs = split_heldout(seqs, HELDOUT_SEQUENCES, seed)
-    heldout = [tiny_data.collate_sft(held[i : i + micro], pad_id) for i in range(0, len(held), micro)]
-    batches = tiny_data.SftBatches(train_seqs, pad_id, seed)
+    if valid:  # data prep's valid split is the held-out set
+        held, train_packs = valid[:HELDOUT_SEQUENCES], packs
+    else:
+        held, train_packs = split_heldout(packs, HELDOUT_SEQUENCES, seed)
+    if not held:  # too little data to hold any out: measure on training sequences instead
+        train_packs = packs
+        held = [s for p in packs for s in p][:HELDOUT_SEQUENCES]
+    heldout = tiny_data.chunk_by_length(held, pad_id)
+    batches = tiny_data.SftBatches(train_packs, pad_id, seed)
+    n_train = sum(len(p) for p in train_packs)
     eval_iters = int(train.get("eval_iters", 0))
     valid_batches = heldout[: max(1, eval_iters)] if eval_iters > 0 else []
 
     def micro_batches(step: int) -> list[dict]:
-        return [batches.batch(step * n_micro + j, micro) for j in range(n_micro)]
+        return [chunk for j in range(n_micro) for chunk in batches.batch(step * n_micro + j, micro)]
 
     before = training.evaluate(model, heldout)
     training.log(
-        f"sft: {len(train_seqs)} train / {len(held)} held-out sequences, masked loss before {before:.4f}, "
-        f"{train['train_iters']} iters x {n_micro * micro} sequences"
+        f"sft: {n_train} train sequences in {len(train_packs)} packs, {len(held)} held-out, masked loss before {before:.4f}, "
+        f"{train['train_iters']} iters x {n_micro * micro} packs"
     )
-    save_dir, load_dir = save_dirs(train_cfg, output_dir)
+    save_dir, load_dir = save_dirs(train_cfg, output_dir, inputs.get("model"))
     state = training.train_loop(
         model=model,
         train_cfg=train_cfg,
@@ -94,7 +108,8 @@ def run(train_cfg: dict[str, Any], inputs: dict[str, Any], output_dir: pathlib.P
         "addition_accuracy": round(accuracy, 4),
         "masked_loss_before": round(before, 4),
         "masked_loss_after": round(after, 4),
-        "train_sequences": len(train_seqs),
+        "train_sequences": n_train,
+        "train_packs": len(train_packs),
         "heldout_sequences": len(held),
     }
     return finish(model, tokenizer, state, output_dir, extra)

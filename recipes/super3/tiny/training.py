@@ -35,38 +35,63 @@ Batch = dict[str, Any]
 
 
 def lr_at(step: int, opt: dict[str, Any], train_iters: int) -> float:
-    """Learning rate for 0-based ``step``: linear warmup, then cosine / wsd / linear / constant."""
+    """Learning rate after ``step`` completed iterations, following Megatron's scheduler.
+
+    Linear warmup from 0 over ``warmup_iters``; then over the decay span (``decay_iters`` or
+    ``train_iters``) cosine / linear decay to ``min_lr``, or WSD: hold ``lr`` and anneal over the last
+    ``wsd_decay_iters`` (default ``decay_iters_fraction`` of the span) with ``wsd_decay_style``
+    (minus_sqrt, linear, cosine, exponential). ``min_lr`` after the span; ``constant`` holds ``lr``.
+    """
     lr, min_lr = float(opt["lr"]), float(opt.get("min_lr", 0.0))
     warmup = int(opt.get("warmup_iters", 0))
+    schedule = opt.get("lr_schedule", "cosine")
     if warmup and step < warmup:
         return lr * (step + 1) / warmup
-    schedule = opt.get("lr_schedule", "cosine")
     if schedule == "constant":
         return lr
-    span = max(1, train_iters - warmup)
-    progress = min(1.0, max(0.0, (step - warmup) / span))
+    span = int(opt.get("decay_iters") or train_iters)
+    if step >= span:
+        return min_lr
+    ratio = (step - warmup) / max(1, span - warmup)
     if schedule == "cosine":
-        return min_lr + (lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
-    if schedule == "linear":
-        return lr + (min_lr - lr) * progress
-    if schedule == "wsd":  # warmup-stable-decay: hold lr, decay linearly over the last fraction
-        frac = float(opt.get("decay_iters_fraction", 0.2))
-        decay_start = 1.0 - frac
-        if progress <= decay_start or frac <= 0:
-            return lr
-        return lr + (min_lr - lr) * (progress - decay_start) / frac
-    raise UserError(f"unknown optimizer.lr_schedule {schedule!r}", hint="use wsd, cosine, linear or constant")
+        coeff = 0.5 * (math.cos(math.pi * ratio) + 1.0)
+    elif schedule == "linear":
+        coeff = 1.0 - ratio
+    elif schedule == "wsd":
+        anneal = int(opt.get("wsd_decay_iters") or max(1, round(float(opt.get("decay_iters_fraction", 0.2)) * span)))
+        start = span - anneal
+        if step <= start:
+            coeff = 1.0
+        else:
+            r = (step - start) / anneal
+            style = opt.get("wsd_decay_style", "minus_sqrt")
+            coeff = {
+                "linear": 1.0 - r,
+                "cosine": 0.5 * (math.cos(math.pi * r) + 1.0),
+                "exponential": 2.0 * 0.5**r - 1.0,
+                "minus_sqrt": 1.0 - math.sqrt(r),
+            }[style]
+    else:
+        raise UserError(f"unknown optimizer.lr_schedule {schedule!r}", hint="use wsd, cosine, linear or constant")
+    return min_lr + coeff * (lr - min_lr)
 
 
 def token_loss_sum(model: Any, batch: Batch) -> tuple[Any, int]:
-    """Summed next-token cross-entropy over labelled tokens, and how many tokens were labelled."""
+    """Summed next-token cross-entropy over labelled tokens, and how many tokens were labelled.
+
+    The output projection runs only on labelled positions: with a 4096-token vocabulary it is a third
+    of the step, and in SFT most positions (prompts, padding) carry no label.
+    """
     import torch.nn.functional as F
 
-    out = model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"), use_cache=False)
-    logits, labels = out.logits, batch["labels"]
-    n = int((labels != -100).sum())
-    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100, reduction="sum")
-    return loss, n
+    labels = batch["labels"]
+    keep = labels != -100
+    n = int(keep.sum())
+    hidden = model.model(
+        input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"), use_cache=False
+    ).last_hidden_state
+    logits = model.lm_head(hidden[keep]).float()
+    return F.cross_entropy(logits, labels[keep], reduction="sum"), n
 
 
 def evaluate(model: Any, batches: list[Batch]) -> float:
@@ -197,7 +222,9 @@ def train_loop(
     """Run ``train.train_iters`` optimizer steps, resuming from the newest checkpoint in ``save_dir``
     (or ``load_dir`` when ``save_dir`` has none).
 
-    ``micro_batches(step)`` returns the micro-batches of global step ``step`` (1-based); their
+    ``train.exit_interval`` stops after checkpointing that iteration (phase 1 of a two-phase run; the
+    schedule still spans ``train_iters``). ``micro_batches(step)`` returns the micro-batches of global
+    step ``step`` (1-based); their
     labelled tokens are averaged together, so gradient accumulation equals one big batch.
     ``stop_after`` ends the run after that many steps without saving (tests use it to simulate a
     preempted job). The final step is always checkpointed, so a rerun after completion is a no-op.
@@ -211,6 +238,7 @@ def train_loop(
     save_interval = int(train_cfg.get("checkpoint", {}).get("save_interval", iters))
     log_interval = int(train_cfg.get("logging", {}).get("log_interval", 10))
     clip = float(opt_cfg.get("clip_grad", 1.0))
+    exit_at = int(train.get("exit_interval") or 0)
 
     optimizer = make_optimizer(model, opt_cfg)
     state = LoopState()
@@ -224,7 +252,7 @@ def train_loop(
 
     model.train()
     steps_done = 0
-    while state.iteration < iters:
+    while state.iteration < iters and not (exit_at and state.iteration >= exit_at):
         step = state.iteration + 1
         lr = lr_at(step - 1, opt_cfg, iters)
         for g in optimizer.param_groups:
@@ -256,9 +284,13 @@ def train_loop(
             state.valid_loss.append([step, evaluate(model, valid_batches)])
             log(f"step {step} valid_loss {state.valid_loss[-1][1]:.4f}")
         steps_done += 1
-        if step % save_interval == 0 or step == iters:
+        exiting = step == exit_at
+        if step % save_interval == 0 or step == iters or exiting:
             path = save_checkpoint(save_dir, model, optimizer, state)
             log(f"saved checkpoint {path}")
+        if exiting:
+            log(f"exit_interval reached at iteration {step} (of {iters})")
+            break
         if stop_after is not None and steps_done >= stop_after:
             break  # like a preempted job: progress since the last checkpoint is lost
     return state
