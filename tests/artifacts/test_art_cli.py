@@ -36,7 +36,7 @@ def _ok(result):
 
 def test_ls_and_show(chain, registry):
     root = ["--root", str(registry.root)]
-    out = _ok(runner.invoke(artifacts_app, ["ls", *root], env={"COLUMNS": "250"}))
+    out = _ok(runner.invoke(artifacts_app, ["ls", "--wide", *root], env={"COLUMNS": "250"}))
     for name in ("pretrain-data", "sft-model", "rl-rlvr-model", "eval-results"):
         assert name in out
     assert "data_prep.sft" in out and "j5" in out

@@ -38,15 +38,23 @@ def open_registry(root: Path | None):
 
 
 def _console():
-    from rich.console import Console
+    from nemotron.console import make_console
 
-    return Console(soft_wrap=False)
+    return make_console()
+
+
+def _short_aliases(aliases: list[str]) -> str:
+    """Aliases a person reads (``latest``, custom ones); per-experiment pipe aliases are only counted."""
+    plain = [a for a in aliases if not a.startswith("exp-")]
+    pipes = len(aliases) - len(plain)
+    return ", ".join(plain + ([f"+{pipes} pipe"] if pipes else []))
 
 
 @app.command("ls")
 def ls(
     kind: Annotated[str | None, typer.Argument(help="Only this kind (model, sft-data, ...).")] = None,
     all_versions: Annotated[bool, typer.Option("--all", "-a", help="Every version, not just the newest.")] = False,
+    wide: Annotated[bool, typer.Option("--wide", "-w", help="Also show the producing job and the data path.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     root: RootOption = None,
 ) -> None:
@@ -63,38 +71,31 @@ def ls(
     if not items:
         typer.echo(f"no artifacts{f' of kind {kind}' if kind else ''} in {registry.root}")
         return
+    from rich import box
     from rich.markup import escape
     from rich.table import Table
 
     from nemotron.artifacts.lineage import short_time
 
     counts = {name: len(registry.versions(name)) for name in {a.name for a in items}}
-    table = Table(title=f"artifacts in {escape(str(registry.root))}", title_justify="left")
-    columns = (
-        "NAME",
-        "VERSION",
-        *(() if all_versions else ("OF",)),
-        "KIND",
-        "ALIASES",
-        "STAGE",
-        "JOB",
-        "CREATED",
-        "PATH",
-    )
+    table = Table(title=f"artifacts in {escape(str(registry.root))}", title_justify="left", box=box.SIMPLE_HEAD)
+    columns = ["ARTIFACT", *([] if all_versions else ["OF"]), "KIND", "ALIASES", "STAGE", "CREATED"]
+    if wide:
+        columns += ["JOB", "PATH"]
     for column in columns:
-        table.add_column(column, overflow="fold")
+        table.add_column(column, overflow="fold", no_wrap=column in ("ARTIFACT", "KIND", "CREATED"))
     for art in items:
-        table.add_row(
-            escape(art.name),
-            f"v{art.version}",
-            *(() if all_versions else (str(counts[art.name]),)),
+        row = [
+            escape(f"{art.name}:v{art.version}"),
+            *([] if all_versions else [str(counts[art.name])]),
             escape(art.kind),
-            escape(", ".join(art.aliases)),
+            escape(_short_aliases(list(art.aliases))),
             escape(art.run.stage),
-            escape(art.run.job_id or "-"),
             short_time(art.run.created_at),
-            escape(art.path),
-        )
+        ]
+        if wide:
+            row += [escape(art.run.job_id or "-"), escape(art.path)]
+        table.add_row(*row)
     _console().print(table)
 
 

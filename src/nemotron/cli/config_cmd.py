@@ -17,7 +17,6 @@ EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
 @app.command("ls")
 def ls() -> None:
     """List every stage with its named configs."""
-    from rich.console import Console
     from rich.table import Table
 
     from nemotron.config.loader import available_configs
@@ -32,7 +31,9 @@ def ls() -> None:
             ", ".join(available_configs(stage)),
             f"{ins} -> {stage.output.kind}",
         )
-    Console().print(table)
+    from nemotron.console import make_console
+
+    make_console().print(table)
 
 
 def _resolve(stage_name: str, config: str | None, args: list[str]):

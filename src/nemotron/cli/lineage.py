@@ -41,8 +41,8 @@ def lineage(
     graph = build_graph(Registry(root or default_root()), ref, down=down)
     out = render(graph, format)
     if format == "tree":
-        from rich.console import Console
+        from nemotron.console import make_console
 
-        Console(soft_wrap=False).print(out)  # long lines wrap under their branch, never get cut
+        make_console().print(out)  # long lines wrap under their branch, never get cut
     else:
         sys.stdout.write(out)

@@ -68,14 +68,15 @@ def resources_table(job: PreparedJob, estimates: list[tuple[str, str]]):
 
 def print_plan(resolved: ResolvedConfig, job: PreparedJob, profile: Any, statuses: list[InputStatus]) -> None:
     """Render the plan for one stage on stdout."""
-    from rich.console import Console
     from rich.panel import Panel
     from rich.syntax import Syntax
 
     from nemotron.launch.estimates import estimates_for
     from nemotron.launch.preview import execution_preview
 
-    console = Console()
+    from nemotron.console import make_console
+
+    console = make_console()
     console.print(
         Panel.fit(
             f"[bold]nemotron super3 {job.stage.display}[/bold]  config [cyan]{resolved.name}[/cyan]  "
