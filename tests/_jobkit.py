@@ -112,3 +112,13 @@ def files_containing(root: Path, needle: str) -> list[Path]:
             except OSError:
                 continue
     return hits
+
+
+def sacct(job_id: str, fields: str = "State,ExitCode") -> list[str]:
+    """One job's accounting fields (``sacct -X -P``), for Slurm tests."""
+    import subprocess
+
+    out = subprocess.run(
+        ["sacct", "-n", "-X", "-P", "-j", job_id, "-o", fields], capture_output=True, text=True, check=True
+    ).stdout
+    return out.strip().splitlines()[0].split("|") if out.strip() else []

@@ -66,10 +66,3 @@ def devnull_stdin(monkeypatch: pytest.MonkeyPatch):
 def slurm_profile() -> Profile:
     """The local cluster through a local tunnel (we are on its "login node"), no container."""
     return Profile(name="local-slurm", executor="slurm", tunnel="local", partition="batch", time="00:05:00")
-
-
-def sacct(job_id: str, fields: str = "State,ExitCode") -> list[str]:
-    out = subprocess.run(
-        ["sacct", "-n", "-X", "-P", "-j", job_id, "-o", fields], capture_output=True, text=True, check=True
-    ).stdout
-    return out.strip().splitlines()[0].split("|") if out.strip() else []

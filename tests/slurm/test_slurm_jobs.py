@@ -9,8 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _jobkit import Captured, files_containing, make_job, new_id
-from conftest import sacct
+from _jobkit import Captured, files_containing, make_job, new_id, sacct
 
 from nemotron.env.profiles import Profile
 from nemotron.errors import UserError
