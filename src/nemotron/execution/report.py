@@ -28,6 +28,8 @@ def status_table(
     from rich.console import Console
     from rich.table import Table
 
+    from nemotron.console import PIPED_WIDTH
+
     rows = [(record, statuses or {})] if isinstance(record, ExperimentRecord) else record
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     for column in ("experiment", "stage", "job id", "state", "exit", "elapsed", "where / reason"):
@@ -48,6 +50,6 @@ def status_table(
                 where,
             )
     buf = io.StringIO()
-    width = width or max(shutil.get_terminal_size((120, 24)).columns, 100)
+    width = width or max(shutil.get_terminal_size((PIPED_WIDTH, 24)).columns, 100)
     Console(file=buf, width=width, force_terminal=False, color_system=None).print(table)
     return buf.getvalue()

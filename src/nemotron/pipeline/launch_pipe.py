@@ -163,6 +163,8 @@ def plan_table(plan: PipePlan, pipe_name: str, profile: Any) -> str:
     from rich.console import Console
     from rich.table import Table
 
+    from nemotron.console import PIPED_WIDTH
+
     table = Table(title=f"pipe {pipe_name} -> {profile.name}  (experiment {plan.experiment_id})", box=None)
     for column in ("stage", "config", "action", "inputs / artifact", "why"):
         table.add_column(column, overflow="fold")
@@ -175,7 +177,7 @@ def plan_table(plan: PipePlan, pipe_name: str, profile: Any) -> str:
             detail = ""
         table.add_row(stage.name, stage.step.config, stage.action, detail, stage.reason)
     buf = io.StringIO()
-    width = max(shutil.get_terminal_size((160, 24)).columns, 100)
+    width = max(shutil.get_terminal_size((PIPED_WIDTH, 24)).columns, 100)
     Console(file=buf, width=width, force_terminal=False, color_system=None).print(table)
     return buf.getvalue()
 
