@@ -62,6 +62,7 @@ def sshd(tmp_path: Path) -> Iterator[dict]:
                 break
         time.sleep(0.1)
     known = Path.home() / ".ssh" / "known_hosts"
+    made_dir, made_file = not known.parent.exists(), not known.exists()
     known.parent.mkdir(mode=0o700, exist_ok=True)
     host_key = " ".join((d / "host.pub").read_text().split()[:2])
     line = f"[127.0.0.1]:{port} {host_key}\n"
@@ -74,7 +75,12 @@ def sshd(tmp_path: Path) -> Iterator[dict]:
         proc.wait(timeout=10)
         log.close()
         kept = [ln for ln in known.read_text().splitlines(keepends=True) if ln != line]
-        known.write_text("".join(kept))
+        if made_file and not kept:  # leave ~/.ssh as we found it
+            known.unlink()
+            if made_dir and not any(known.parent.iterdir()):
+                known.parent.rmdir()
+        else:
+            known.write_text("".join(kept))
 
 
 def test_submit_over_ssh_tunnel(sshd: dict) -> None:
