@@ -15,7 +15,7 @@ import pytest
 
 from nemotron.env.profiles import Profile
 
-START_HINT = "start it with ../shared/tools/local-slurm.sh start (see /work/notes/ci_slurm.sh)"
+START_HINT = "start it with ../shared/tools/local-slurm.sh start (.ci/run does)"
 
 
 def slurm_problem() -> str | None:
