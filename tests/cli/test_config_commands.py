@@ -86,7 +86,9 @@ def test_config_cp_then_use_the_copy(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert code == 0 and dest.is_file()
     code, _, err = run_cli(["super3", "config", "cp", "pretrain", str(dest)], capsys)
     assert code == 2 and "already exists" in err
-    dest.write_text(dest.read_text().replace("train_iters: 200", "train_iters: 11"))
+    copied = yaml.safe_load(dest.read_text())
+    copied["train"]["train_iters"] = 11
+    dest.write_text(yaml.safe_dump(copied))
     code, out, _ = run_cli(["super3", "config", "show", "pretrain", "-c", str(dest)], capsys)
     assert code == 0 and "train_iters: 11" in out
 
