@@ -158,3 +158,34 @@ def test_sft_rejects_foreign_tokens_and_peft(tmp_path, tiny_tokenizer_file, tiny
         sft.run(
             small_cfg(1), {**inputs, "data": types.SimpleNamespace(path=tmp_path / "a", metadata={})}, tmp_path / "c"
         )
+
+
+@pytest.mark.slow
+def test_tiny_configs_end_to_end(tmp_path):
+    """The shipped tiny configs on the shipped assets, through the real data prep: pretrain loss
+    falls, SFT masked loss falls, and the SFT model already answers some `What is A + B?` prompts
+    (what GRPO needs to start from a non-zero reward). ~80 s of one core."""
+    from super3.tiny import pretrain
+
+    from nemotron.config.loader import load_stage_config
+    from nemotron.data_prep.pretrain import prepare_pretrain
+    from nemotron.data_prep.sft import prepare_sft
+    from nemotron.pipeline.stages import STAGES
+
+    stages = {s.name: s for s in STAGES}
+
+    def cfg(name: str) -> dict:
+        return load_stage_config(stages[name], "tiny").data
+
+    pt_meta = prepare_pretrain(cfg("data_prep.pretrain"), tmp_path / "pt_data", progress=False)
+    sft_meta = prepare_sft(cfg("data_prep.sft"), tmp_path / "sft_data", progress=False)
+    pt_data = types.SimpleNamespace(path=tmp_path / "pt_data", metadata=pt_meta)
+    sft_data = types.SimpleNamespace(path=tmp_path / "sft_data", metadata=sft_meta)
+
+    pt = pretrain.run(cfg("pretrain"), {"data": pt_data}, tmp_path / "pt")
+    assert pt["final_train_loss"] < 0.8 * pt["initial_train_loss"]
+    assert pt["final_valid_loss"] < 0.8 * pt["initial_valid_loss"]
+    model_in = types.SimpleNamespace(path=tmp_path / "pt", metadata=pt)
+    out = sft.run(cfg("sft"), {"model": model_in, "data": sft_data}, tmp_path / "sft")
+    assert out["masked_loss_after"] < 0.5 * out["masked_loss_before"]
+    assert out["addition_accuracy"] >= 0.15
