@@ -246,7 +246,7 @@ def table_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
             check = by_key.get((label, task))
             if check:
                 delta = check["degradation"]
-                change = f"-{_fmt(delta)}" if check["rule"] == "absolute drop" else f"{delta * 100:+.2f}%"
+                change = f"{-delta:+.4f}" if check["rule"] == "absolute drop" else f"{delta * 100:+.2f}%"
                 cell += f" ({change}{'' if check['passed'] else ' FAIL'})"
             row.append(cell)
         rows.append(row)

@@ -40,7 +40,7 @@ def pipe(
     Stages whose output already exists for the same resolved config are skipped. Overrides are
     prefixed with the stage: pretrain.train.train_iters=3 rl.rlvr.grpo.num_prompts_per_step=4.
     """
-    from nemotron.cli.main import PASSTHROUGH
+    from nemotron.cli.main import ARGV, PASSTHROUGH
     from nemotron.pipeline.launch_pipe import launch_pipe
 
     code = launch_pipe(
@@ -53,5 +53,6 @@ def pipe(
         force=force,
         args=list(ctx.args),
         passthrough=list(PASSTHROUGH),
+        argv=list(ARGV),
     )
     raise typer.Exit(code)

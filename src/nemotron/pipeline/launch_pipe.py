@@ -53,6 +53,7 @@ def launch_pipe(
     args: list[str],
     passthrough: list[str],
     write: Any = None,
+    argv: list[str] | None = None,
 ) -> int:
     """Run the pipe; returns the process exit code (1 when a stage failed)."""
     from nemotron.artifacts.registry import Registry
@@ -93,7 +94,7 @@ def launch_pipe(
             experiment_id=experiment_id,
             profile=profile,
             env_file=env_file,
-            argv=["nemotron", *sys.argv[1:]],
+            argv=argv or ["nemotron", *sys.argv[1:]],
             cli_overrides={**overrides[step.stage.name], **{f"run.{k}": v for k, v in run_refs.items()}},
             dry_run=dry_run,
             depends_on=depends_on,
