@@ -260,7 +260,10 @@ def train_loop(
         t0 = time.perf_counter()
         micro = micro_batches(step)
         n_total = sum(int((b["labels"] != -100).sum()) for b in micro)
-        seen = sum(int(b["input_ids"].numel()) for b in micro)
+        seen = sum(  # real (unpadded) tokens
+            int(b["attention_mask"].sum()) if b.get("attention_mask") is not None else int(b["input_ids"].numel())
+            for b in micro
+        )
         optimizer.zero_grad(set_to_none=True)
         loss_sum = 0.0
         for b in micro:
