@@ -86,6 +86,8 @@ def prepare_job(
         "output_dir": str(output_dir),
         "artifacts_root": str(env_file.artifacts_root),
         "git_rev": git["rev"],
+        # relative paths the user typed (data.inputs=[a.jsonl]) mean "relative to where I ran the command"
+        "submit_cwd": os.getcwd(),
     }
     if env_file.wandb:
         # the node mirrors publishes to W&B with these settings; API keys travel as env vars only
