@@ -71,10 +71,9 @@ def print_plan(resolved: ResolvedConfig, job: PreparedJob, profile: Any, statuse
     from rich.panel import Panel
     from rich.syntax import Syntax
 
+    from nemotron.console import make_console
     from nemotron.launch.estimates import estimates_for
     from nemotron.launch.preview import execution_preview
-
-    from nemotron.console import make_console
 
     console = make_console()
     console.print(
