@@ -30,7 +30,10 @@ def build_app() -> typer.Typer:
 
     app = typer.Typer(
         name="nemotron",
-        help="Run the Nemotron 3 Super training recipe on Slurm through NeMo-Run, with artifact lineage.",
+        help=(
+            "Run the Nemotron 3 Super training recipe on Slurm through NeMo-Run, with artifact lineage.\n\n"
+            "Errors are one line; add --debug to any command for the traceback."
+        ),
         no_args_is_help=True,
         add_completion=False,
         pretty_exceptions_enable=False,
