@@ -21,10 +21,8 @@ from nemotron.data_prep.runner import (
     Counters,
     ShardJob,
     fail_fast_if_all_bad,
-    finalize,
     prepare_output_dir,
-    run_plan,
-    slurm_rank_world,
+    run_stage,
 )
 from nemotron.data_prep.sources import BadRows, ChunkReader, expand_inputs
 from nemotron.data_prep.splits import make_assigner
@@ -51,9 +49,6 @@ def prepare_rl(
 
     cfg = validate(cfg, DataPrepRlConfig)
     out = prepare_output_dir(output_dir)
-    env_rank, env_world = slurm_rank_world()
-    rank = env_rank if rank is None else rank
-    world_size = env_world if world_size is None else world_size
     d = cfg.data
     settings = {
         "prompt_field": d.prompt_field,
@@ -69,14 +64,9 @@ def prepare_rl(
     job = ShardJob(
         STAGE, str(out), settings | {"dataset_names": [ds.name for ds in datasets]}, None, d.max_bad_fraction
     )
-    report = run_plan(
-        plan, job, process_shard, workers=cfg.workers, rank=rank, world_size=world_size,
-        progress=progress, title="data prep rl",
-    )  # fmt: skip
-    manifest, publish = finalize(plan, out, _finalize, max_bad_fraction=d.max_bad_fraction, rank=rank)
-    result: dict[str, Any] = dict(manifest or {"plan_hash": plan.hash, "stage": STAGE})
-    result.update(finalized=manifest is not None, publish=publish, output_dir=str(out), run=report.to_dict())
-    return result
+    return run_stage(
+        plan, job, process_shard, _finalize, workers=cfg.workers, rank=rank, world_size=world_size, progress=progress
+    )
 
 
 def _text(value: Any) -> str | None:

@@ -231,6 +231,38 @@ def run_plan(
     return report
 
 
+def run_stage(
+    plan: Plan,
+    job: ShardJob,
+    fn: ShardFn,
+    finalize_fn: Callable[[Plan, list[dict[str, Any]], Path], dict[str, Any]],
+    *,
+    workers: int,
+    rank: int | None,
+    world_size: int | None,
+    progress: bool,
+) -> dict[str, Any]:
+    """The whole run of a stage after it has built its plan: shards, then finalization if all done.
+
+    One entry for pretrain, SFT and RL so they resolve ranks, run and report identically.
+    ``rank``/``world_size`` default to SLURM_PROCID/SLURM_NTASKS. Returns the manifest (or just
+    ``plan_hash``/``stage`` while other ranks still work) plus ``finalized``, ``publish``,
+    ``output_dir`` and this run's ``run`` stats.
+    """
+    env_rank, env_world = slurm_rank_world()
+    rank = env_rank if rank is None else rank
+    world_size = env_world if world_size is None else world_size
+    out = Path(job.output_dir)
+    report = run_plan(
+        plan, job, fn, workers=workers, rank=rank, world_size=world_size,
+        progress=progress, title=f"data prep {plan.stage}",
+    )  # fmt: skip
+    manifest, publish = finalize(plan, out, finalize_fn, max_bad_fraction=job.max_bad_fraction, rank=rank)
+    result: dict[str, Any] = dict(manifest or {"plan_hash": plan.hash, "stage": plan.stage})
+    result.update(finalized=manifest is not None, publish=publish, output_dir=str(out), run=report.to_dict())
+    return result
+
+
 def _run_pool(
     fn: ShardFn,
     job: ShardJob,
