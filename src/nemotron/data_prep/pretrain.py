@@ -20,9 +20,9 @@ from nemotron.data_prep.runner import (
     SHARDS,
     Counters,
     ShardJob,
-    fail_fast_if_all_bad,
     prepare_output_dir,
     run_stage,
+    shard_result,
 )
 from nemotron.data_prep.sources import BadRows, ChunkReader, expand_inputs
 from nemotron.data_prep.splits import make_assigner, split_names
@@ -131,15 +131,11 @@ def process_shard(job: ShardJob, shard: Shard, counters: Counters) -> dict[str, 
         for writer in writers.values():
             writer.abort()
         raise
-    stats = {
-        "rows": reader.rows,
-        "bad_rows": bad.to_dict(),
-        "docs": sum(s["docs"] for s in split_stats.values()),
-        "tokens": sum(s["tokens"] for s in split_stats.values()),
-        "splits": split_stats,
-    }
-    fail_fast_if_all_bad(stats, job.max_bad_fraction, shard.piece.file.path)
-    return {"outputs": outputs, "stats": stats}
+    return shard_result(
+        job, shard, outputs, reader, bad, split_stats,
+        docs=sum(s["docs"] for s in split_stats.values()),
+        tokens=sum(s["tokens"] for s in split_stats.values()),
+    )  # fmt: skip
 
 
 def _finalize(plan: Plan, receipts: list[dict[str, Any]], out: Path) -> dict[str, Any]:

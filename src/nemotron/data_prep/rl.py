@@ -20,9 +20,9 @@ from nemotron.data_prep.runner import (
     SHARDS,
     Counters,
     ShardJob,
-    fail_fast_if_all_bad,
     prepare_output_dir,
     run_stage,
+    shard_result,
 )
 from nemotron.data_prep.sources import BadRows, ChunkReader, expand_inputs
 from nemotron.data_prep.splits import make_assigner
@@ -118,15 +118,8 @@ def process_shard(job: ShardJob, shard: Shard, counters: Counters) -> dict[str, 
     outputs = {
         f"{SHARDS}/{shard.key}/{FILES[name]}": {"size": w.size, "sha256": w.hexdigest()} for name, w in writers.items()
     }
-    stats = {
-        "rows": reader.rows,
-        "bad_rows": bad.to_dict(),
-        "docs": counts["train"] + counts["valid"],
-        "tokens": 0,
-        "splits": {name: {"records": n} for name, n in counts.items()},
-    }
-    fail_fast_if_all_bad(stats, job.max_bad_fraction, shard.piece.file.path)
-    return {"outputs": outputs, "stats": stats}
+    splits = {name: {"records": n} for name, n in counts.items()}
+    return shard_result(job, shard, outputs, reader, bad, splits, docs=counts["train"] + counts["valid"], tokens=0)
 
 
 def _finalize(plan: Plan, receipts: list[dict[str, Any]], out: Path) -> dict[str, Any]:

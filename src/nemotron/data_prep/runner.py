@@ -26,13 +26,16 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nemotron.data_prep.atomic import remove_stale_tmp, write_bytes_atomic, write_json_atomic
 from nemotron.data_prep.plan import Plan, Shard
 from nemotron.data_prep.progress import Progress
 from nemotron.data_prep.tokenizer import TokenizerSpec, limit_threads_in_worker
 from nemotron.errors import UserError
+
+if TYPE_CHECKING:
+    from nemotron.data_prep.sources import BadRows, ChunkReader
 
 RECEIPTS = "receipts"
 SHARDS = "shards"
@@ -348,6 +351,28 @@ def fail_fast_if_all_bad(stats: dict[str, Any], max_bad_fraction: float, what: s
             f"every one of {stats['rows']} rows of {what} was bad ({reasons}; e.g. {bad['examples'][0]})",
             hint="check the input format and data.*_field names",
         )
+
+
+def shard_result(
+    job: ShardJob,
+    shard: Shard,
+    outputs: dict[str, Any],
+    reader: ChunkReader,
+    bad: BadRows,
+    splits: dict[str, Any],
+    *,
+    docs: int,
+    tokens: int,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The receipt body every stage's shard function returns, after the all-bad fail-fast.
+
+    One builder so the ``stats`` keys that ``check_bad_rows``/``RunReport`` read stay the same for
+    all stages; ``extra`` holds stage-specific counters (e.g. SFT's truncated/dropped counts).
+    """
+    stats = {"rows": reader.rows, "bad_rows": bad.to_dict(), "docs": docs, "tokens": tokens, "splits": splits, **extra}
+    fail_fast_if_all_bad(stats, job.max_bad_fraction, shard.piece.file.path)
+    return {"outputs": outputs, "stats": stats}
 
 
 def finalize(

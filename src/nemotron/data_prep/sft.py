@@ -23,9 +23,9 @@ from nemotron.data_prep.runner import (
     SHARDS,
     Counters,
     ShardJob,
-    fail_fast_if_all_bad,
     prepare_output_dir,
     run_stage,
+    shard_result,
 )
 from nemotron.data_prep.sources import BadRows, ChunkReader, expand_inputs
 from nemotron.data_prep.splits import make_assigner, split_names
@@ -146,16 +146,12 @@ def process_shard(job: ShardJob, shard: Shard, counters: Counters) -> dict[str, 
             "target_tokens": int(sum(int(np.count_nonzero(m)) for _, m in items)),
             "pad_tokens": len(packs) * size - n_tokens,
         }
-    stats = {
-        "rows": reader.rows,
-        "bad_rows": bad.to_dict(),
-        "docs": sum(v["sequences"] for v in split_stats.values()),
-        "tokens": sum(v["tokens"] for v in split_stats.values()),
-        "splits": split_stats,
+    return shard_result(
+        job, shard, outputs, reader, bad, split_stats,
+        docs=sum(v["sequences"] for v in split_stats.values()),
+        tokens=sum(v["tokens"] for v in split_stats.values()),
         **extra,
-    }
-    fail_fast_if_all_bad(stats, job.max_bad_fraction, shard.piece.file.path)
-    return {"outputs": outputs, "stats": stats}
+    )  # fmt: skip
 
 
 def _write_packs(path: Path, items: list[tuple[Any, Any]], packs: list[list[int]]) -> dict[str, Any]:
