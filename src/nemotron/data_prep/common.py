@@ -21,3 +21,10 @@ def validate(cfg: Any, schema: type) -> Any:
             where = ".".join(str(p) for p in first["loc"])
             raise UserError(f"invalid config: {where}: {first['msg']}") from None
     raise TypeError(f"expected {schema.__name__} or dict, got {type(cfg).__name__}")
+
+
+def tokenizer_summary(settings: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's ``tokenizer`` entry, from plan settings holding ``tokenizer`` (``spec.describe()``)
+    and ``vocab_size``: one shape for every tokenized stage, so consumers read it the same way."""
+    tok = settings["tokenizer"]
+    return {"path": tok["path"], "kind": tok["kind"], "sha256": tok["sha256"], "vocab_size": settings["vocab_size"]}

@@ -13,13 +13,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from nemotron.data_prep.common import validate
+from nemotron.data_prep.common import tokenizer_summary, validate
 from nemotron.data_prep.indexed import IndexedWriter, optimal_dtype
 from nemotron.data_prep.plan import Plan, Shard, build_plan
 from nemotron.data_prep.runner import (
     SHARDS,
     Counters,
     ShardJob,
+    output_hashes,
     prepare_output_dir,
     run_stage,
     shard_result,
@@ -177,7 +178,6 @@ def _finalize(plan: Plan, receipts: list[dict[str, Any]], out: Path) -> dict[str
             }
         )
     write_json_atomic(out / BLEND, blend)
-    tok = settings["tokenizer"]
     return {
         "kind": "pretrain-data",
         "format": "megatron-indexed",
@@ -185,15 +185,10 @@ def _finalize(plan: Plan, receipts: list[dict[str, Any]], out: Path) -> dict[str
         "blend_path": str(out / BLEND),
         "dtype": settings["dtype"],
         "eod_id": settings["eod_id"],
-        "tokenizer": {
-            "path": tok["path"],
-            "kind": tok["kind"],
-            "sha256": tok["sha256"],
-            "vocab_size": settings["vocab_size"],
-        },
+        "tokenizer": tokenizer_summary(settings),
         "num_docs": sum(r["stats"]["docs"] for r in receipts),
         "num_tokens": sum(r["stats"]["tokens"] for r in receipts),
         "splits": per_split,
         "dataset_stats": datasets_stats,
-        "files": {rel: info["sha256"] for r in receipts for rel, info in sorted(r["outputs"].items())},
+        "files": output_hashes(receipts),
     }

@@ -122,6 +122,11 @@ def load_receipt(output_dir: Path, shard: Shard) -> dict[str, Any] | None:
     return receipt
 
 
+def output_hashes(receipts: list[dict[str, Any]]) -> dict[str, str]:
+    """``{relative path: sha256}`` of every shard output, for the manifest's ``files``."""
+    return {rel: info["sha256"] for r in receipts for rel, info in sorted(r["outputs"].items())}
+
+
 def _execute(fn: ShardFn, job: ShardJob, shard: Shard, counters: Counters) -> dict[str, Any]:
     out = Path(job.output_dir)
     result = fn(job, shard, counters)

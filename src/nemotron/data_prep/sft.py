@@ -16,13 +16,14 @@ from typing import Any
 
 from nemotron.data_prep.atomic import atomic_open
 from nemotron.data_prep.chat import BadConversation, tokenize_conversation
-from nemotron.data_prep.common import validate
+from nemotron.data_prep.common import tokenizer_summary, validate
 from nemotron.data_prep.packing import best_fit_decreasing
 from nemotron.data_prep.plan import Plan, Shard, build_plan
 from nemotron.data_prep.runner import (
     SHARDS,
     Counters,
     ShardJob,
+    output_hashes,
     prepare_output_dir,
     run_stage,
     shard_result,
@@ -222,7 +223,6 @@ def _finalize(plan: Plan, receipts: list[dict[str, Any]], out: Path) -> dict[str
         }
     total_pad = sum(v["pad_tokens"] for v in splits.values())
     total_slots = sum(v["packs"] for v in splits.values()) * size
-    tok = s["tokenizer"]
     return {
         "kind": "sft-data",
         "format": "packed-parquet",
@@ -237,7 +237,7 @@ def _finalize(plan: Plan, receipts: list[dict[str, Any]], out: Path) -> dict[str
         "num_sequences": sum(v["sequences"] for v in splits.values()),
         "num_tokens": sum(v["tokens"] for v in splits.values()),
         "splits": splits,
-        "tokenizer": {"path": tok["path"], "kind": tok["kind"], "sha256": tok["sha256"], "vocab_size": s["vocab_size"]},
+        "tokenizer": tokenizer_summary(s),
         "chat_template": s["chat_template"],
-        "files": {rel: info["sha256"] for r in receipts for rel, info in sorted(r["outputs"].items())},
+        "files": output_hashes(receipts),
     }
