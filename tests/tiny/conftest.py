@@ -153,6 +153,24 @@ def make_sft_data(root: pathlib.Path, tokenizer_file: pathlib.Path, chats, pack_
     return types.SimpleNamespace(path=root, metadata=meta)
 
 
+@pytest.fixture
+def one_torch_thread() -> None:
+    """Torch on one thread: the machine's cores are shared by everyone's tests."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def torch_module_marks() -> list:
+    """``pytestmark`` of modules that run torch/ModelOpt/lm-eval in process: one torch thread, and the
+    User/Deprecation warnings those libraries raise on import and use silenced."""
+    return [
+        pytest.mark.filterwarnings("ignore::UserWarning"),
+        pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+        pytest.mark.usefixtures("one_torch_thread"),
+    ]
+
+
 @pytest.fixture(scope="session")
 def tiny_tokenizer_file(tmp_path_factory) -> pathlib.Path:
     """tokenizer.json trained on the fixture corpora (prose + addition chats)."""

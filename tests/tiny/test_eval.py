@@ -9,21 +9,14 @@ import types
 
 import pytest
 import torch
+from conftest import torch_module_marks
 from super3.tiny import eval as E
 from super3.tiny import model as tiny_model
 from super3.tiny import quantize as Q
 
 from nemotron.errors import UserError
 
-pytestmark = [
-    pytest.mark.filterwarnings("ignore::UserWarning"),
-    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
-]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
+pytestmark = torch_module_marks()
 
 
 def _art(path, metadata=None):

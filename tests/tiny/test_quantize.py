@@ -10,20 +10,12 @@ import types
 
 import pytest
 import torch
-from conftest import addition_chats, make_sft_data
+from conftest import addition_chats, make_sft_data, torch_module_marks
 from super3.tiny import model as tiny_model
 from super3.tiny import nvfp4
 from super3.tiny import quantize as Q
 
-pytestmark = [
-    pytest.mark.filterwarnings("ignore::UserWarning"),
-    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
-]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
+pytestmark = torch_module_marks()
 
 
 # --------------------------------------------------------------------------------------------------
