@@ -15,7 +15,7 @@ from typing import Any
 
 from nemotron.data_prep.atomic import atomic_open
 from nemotron.data_prep.common import validate
-from nemotron.data_prep.plan import Plan, Shard, build_plan
+from nemotron.data_prep.plan import Plan, Shard
 from nemotron.data_prep.runner import (
     SHARDS,
     Counters,
@@ -24,7 +24,7 @@ from nemotron.data_prep.runner import (
     run_stage,
     shard_result,
 )
-from nemotron.data_prep.sources import BadRows, ChunkReader, expand_inputs
+from nemotron.data_prep.sources import BadRows, ChunkReader
 from nemotron.data_prep.splits import make_assigner
 
 STAGE = "rl"
@@ -59,13 +59,8 @@ def prepare_rl(
         "seed": cfg.seed,
         "format_version": 1,
     }
-    datasets = expand_inputs(d.inputs)
-    plan = build_plan(STAGE, datasets, settings, d.shard_size_mb)
-    job = ShardJob(
-        STAGE, str(out), settings | {"dataset_names": [ds.name for ds in datasets]}, None, d.max_bad_fraction
-    )
     return run_stage(
-        plan, job, process_shard, _finalize, workers=cfg.workers, rank=rank, world_size=world_size, progress=progress
+        STAGE, cfg, out, settings, process_shard, _finalize, rank=rank, world_size=world_size, progress=progress
     )
 
 

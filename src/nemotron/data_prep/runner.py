@@ -26,16 +26,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from nemotron.data_prep.atomic import remove_stale_tmp, write_bytes_atomic, write_json_atomic
-from nemotron.data_prep.plan import Plan, Shard
+from nemotron.data_prep.plan import Plan, Shard, build_plan
 from nemotron.data_prep.progress import Progress
+from nemotron.data_prep.sources import BadRows, ChunkReader, expand_inputs
 from nemotron.data_prep.tokenizer import TokenizerSpec, limit_threads_in_worker
 from nemotron.errors import UserError
-
-if TYPE_CHECKING:
-    from nemotron.data_prep.sources import BadRows, ChunkReader
 
 RECEIPTS = "receipts"
 SHARDS = "shards"
@@ -240,33 +238,40 @@ def run_plan(
 
 
 def run_stage(
-    plan: Plan,
-    job: ShardJob,
+    stage: str,
+    cfg: Any,
+    out: Path,
+    settings: dict[str, Any],
     fn: ShardFn,
     finalize_fn: Callable[[Plan, list[dict[str, Any]], Path], dict[str, Any]],
     *,
-    workers: int,
+    tokenizer: TokenizerSpec | None = None,
     rank: int | None,
     world_size: int | None,
     progress: bool,
 ) -> dict[str, Any]:
-    """The whole run of a stage after it has built its plan: shards, then finalization if all done.
+    """The whole run of a stage once it has its settings: plan, shards, then finalization if all done.
 
-    One entry for pretrain, SFT and RL so they resolve ranks, run and report identically.
-    ``rank``/``world_size`` default to SLURM_PROCID/SLURM_NTASKS. Returns the manifest (or just
-    ``plan_hash``/``stage`` while other ranks still work) plus ``finalized``, ``publish``,
-    ``output_dir`` and this run's ``run`` stats.
+    One entry for pretrain, SFT and RL so they plan, resolve ranks, run and report identically.
+    ``cfg`` is the stage's validated config (``data.inputs``/``shard_size_mb``/``max_bad_fraction``
+    and ``workers`` are common to all three); ``settings`` go into the plan hash. Workers also get
+    ``dataset_names`` (index -> name), which is not part of the plan. ``rank``/``world_size``
+    default to SLURM_PROCID/SLURM_NTASKS. Returns the manifest (or just ``plan_hash``/``stage``
+    while other ranks still work) plus ``finalized``, ``publish``, ``output_dir`` and ``run``.
     """
     env_rank, env_world = slurm_rank_world()
     rank = env_rank if rank is None else rank
     world_size = env_world if world_size is None else world_size
-    out = Path(job.output_dir)
+    datasets = expand_inputs(cfg.data.inputs)
+    plan = build_plan(stage, datasets, settings, cfg.data.shard_size_mb)
+    worker_settings = settings | {"dataset_names": [ds.name for ds in datasets]}
+    job = ShardJob(stage, str(out), worker_settings, tokenizer, cfg.data.max_bad_fraction)
     report = run_plan(
-        plan, job, fn, workers=workers, rank=rank, world_size=world_size,
-        progress=progress, title=f"data prep {plan.stage}",
+        plan, job, fn, workers=cfg.workers, rank=rank, world_size=world_size,
+        progress=progress, title=f"data prep {stage}",
     )  # fmt: skip
     manifest, publish = finalize(plan, out, finalize_fn, max_bad_fraction=job.max_bad_fraction, rank=rank)
-    result: dict[str, Any] = dict(manifest or {"plan_hash": plan.hash, "stage": plan.stage})
+    result: dict[str, Any] = dict(manifest or {"plan_hash": plan.hash, "stage": stage})
     result.update(finalized=manifest is not None, publish=publish, output_dir=str(out), run=report.to_dict())
     return result
 

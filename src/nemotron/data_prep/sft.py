@@ -18,7 +18,7 @@ from nemotron.data_prep.atomic import atomic_open
 from nemotron.data_prep.chat import BadConversation, tokenize_conversation
 from nemotron.data_prep.common import tokenizer_summary, validate
 from nemotron.data_prep.packing import best_fit_decreasing
-from nemotron.data_prep.plan import Plan, Shard, build_plan
+from nemotron.data_prep.plan import Plan, Shard
 from nemotron.data_prep.runner import (
     SHARDS,
     Counters,
@@ -28,7 +28,7 @@ from nemotron.data_prep.runner import (
     run_stage,
     shard_result,
 )
-from nemotron.data_prep.sources import BadRows, ChunkReader, expand_inputs
+from nemotron.data_prep.sources import BadRows, ChunkReader
 from nemotron.data_prep.splits import make_assigner, split_names
 from nemotron.data_prep.tokenizer import get_tokenizer, resolve_spec
 
@@ -78,11 +78,10 @@ def prepare_sft(
         "truncate": cfg.pack.truncate,
         "format_version": 1,
     }
-    plan = build_plan(STAGE, expand_inputs(cfg.data.inputs), settings, cfg.data.shard_size_mb)
-    job = ShardJob(STAGE, str(out), settings, spec, cfg.data.max_bad_fraction)
     return run_stage(
-        plan, job, process_shard, _finalize, workers=cfg.workers, rank=rank, world_size=world_size, progress=progress
-    )
+        STAGE, cfg, out, settings, process_shard, _finalize,
+        tokenizer=spec, rank=rank, world_size=world_size, progress=progress,
+    )  # fmt: skip
 
 
 def process_shard(job: ShardJob, shard: Shard, counters: Counters) -> dict[str, Any]:
