@@ -29,11 +29,11 @@ import json
 import logging
 import os
 import pathlib
-import tempfile
 import time
 from typing import Any
 
 from nemotron.errors import UserError
+from super3.tiny.training import write_sorted_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -299,17 +299,6 @@ def show_results(path: str | os.PathLike[str]) -> str:
     return buf.getvalue()
 
 
-def _write_text_atomic(path: pathlib.Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 # --------------------------------------------------------------------------------------------------
 # stage entry
 
@@ -383,8 +372,8 @@ def run(train_cfg: dict[str, Any], inputs: dict[str, Any], output_dir: pathlib.P
         for task, (metric, _) in results["primary"].items()
     }
     results["runtime_s"] = round(time.monotonic() - started, 2)
-    _write_text_atomic(output_dir / RESULTS_JSON, json.dumps(results, indent=2, sort_keys=True) + "\n")
-    _write_text_atomic(output_dir / RESULTS_MD, render_markdown(results))
+    write_sorted_json_atomic(output_dir / RESULTS_JSON, results)
+    write_text_atomic(output_dir / RESULTS_MD, render_markdown(results))
 
     failed = [c for c in results["checks"] if not c["passed"]]
     if failed:

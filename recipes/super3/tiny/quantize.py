@@ -51,12 +51,12 @@ import os
 import pathlib
 import re
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from nemotron.errors import UserError
+from super3.tiny.training import write_sorted_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -278,18 +278,6 @@ def output_deviation(ref_logits: Any, q_model: Any, batch: dict[str, Any]) -> di
 # save / load
 
 
-def _write_json_atomic(path: pathlib.Path, data: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_quantized(q_model: Any, tokenizer: Any, path: pathlib.Path, summary: dict[str, Any]) -> pathlib.Path:
     """Write one quantized model directory atomically (staged beside ``path``, then renamed).
 
@@ -316,7 +304,7 @@ def save_quantized(q_model: Any, tokenizer: Any, path: pathlib.Path, summary: di
     try:
         tiny_model.save_model(plain, tokenizer, staging)
         mto.save(q_model, str(staging / MODELOPT_FILE))
-        _write_json_atomic(staging / SUMMARY_FILE, summary)
+        write_sorted_json_atomic(staging / SUMMARY_FILE, summary)
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             os.replace(path, old)
@@ -444,5 +432,5 @@ def run(train_cfg: dict[str, Any], inputs: dict[str, Any], output_dir: pathlib.P
         "source_model": str(inputs["model"].path),
         "runtime_s": round(time.monotonic() - started, 2),
     }
-    _write_json_atomic(output_dir / SUMMARY_FILE, metadata)
+    write_sorted_json_atomic(output_dir / SUMMARY_FILE, metadata)
     return metadata

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import pathlib
-import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -27,6 +25,7 @@ from typing import Any
 from nemotron.errors import UserError
 from super3.tiny.model import load_model, save_model, set_threads
 from super3.tiny.rewards import REWARDS, reward_function, score_answer
+from super3.tiny.training import write_sorted_json_atomic
 
 # Leave-one-out baselines (NeMo-RL's default) and TRL's group-mean baseline differ only by the factor
 # G/(G-1) on the advantage, which group std-normalisation cancels; TRL has no separate switch for it.
@@ -243,18 +242,6 @@ def window_mean(values: list[float], window: int, *, last: bool) -> float | None
     return sum(part) / len(part)
 
 
-def _write_json_atomic(path: pathlib.Path, data: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _checkpoint_dir(train_cfg: dict[str, Any], output_dir: pathlib.Path) -> pathlib.Path:
     save = (train_cfg.get("checkpoint") or {}).get("save")
     return pathlib.Path(save) if save else output_dir / "checkpoints"
@@ -463,7 +450,7 @@ def run(train_cfg: dict[str, Any], inputs: dict[str, Any], output_dir: pathlib.P
         "runtime_s": round(time.monotonic() - started, 1),
     }
     clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metadata.items()}
-    _write_json_atomic(
+    write_sorted_json_atomic(
         output_dir / "metrics.json",
         {**clean, "plan": asdict(plan), "reward_curve": curve, "val_curve": val_curve},
     )

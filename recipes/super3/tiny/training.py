@@ -201,12 +201,29 @@ def log(line: str) -> None:
     print(line, flush=True, file=sys.stdout)
 
 
+def write_text_atomic(path: pathlib.Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temp file beside it + rename, so a crash never leaves half a
+    file where a later stage (or a requeued job) would read it; the temp file is removed on failure."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def write_json_atomic(path: pathlib.Path, data: Any) -> None:
-    """Write JSON through a temp file + rename."""
+    """Write JSON (indent 2, keys in insertion order) atomically, creating the parent directory."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=2))
+
+
+def write_sorted_json_atomic(path: pathlib.Path, data: Any) -> None:
+    """Write JSON with sorted keys and a final newline atomically (stage summaries and results files,
+    whose byte-stable layout keeps diffs between runs readable); the parent directory must exist."""
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def train_loop(
