@@ -228,17 +228,26 @@ def save_model(model: Any, tokenizer: Any, path: str | os.PathLike[str]) -> path
     try:
         model.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        publish_dir(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def publish_dir(staged: pathlib.Path, path: pathlib.Path) -> None:
+    """Rename the fully written directory ``staged`` to ``path``, replacing what is there.
+
+    An existing ``path`` is first moved aside (and deleted only after the rename), so ``path`` is
+    always either the old complete directory or the new one, never a mix of both.
+    """
+    if path.exists():
+        old = path.with_name(f".{path.name}.old-{os.getpid()}")
+        os.replace(path, old)
+        os.replace(staged, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staged, path)
 
 
 def model_dir(path: str | os.PathLike[str]) -> pathlib.Path:

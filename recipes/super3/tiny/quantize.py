@@ -305,13 +305,7 @@ def save_quantized(q_model: Any, tokenizer: Any, path: pathlib.Path, summary: di
         tiny_model.save_model(plain, tokenizer, staging)
         mto.save(q_model, str(staging / MODELOPT_FILE))
         write_sorted_json_atomic(staging / SUMMARY_FILE, summary)
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-            os.replace(staging, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, path)
+        tiny_model.publish_dir(staging, path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
