@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -142,6 +143,10 @@ def run_stage(stage_name: str, argv: list[str] | None = None, *, module: str | N
 
 def main(stage_name: str, argv: list[str] | None = None, *, module: str | None = None) -> None:
     """Entry of ``recipes/super3/<stage>.py``. User errors print one line and exit 2."""
+    if not sys.stderr.isatty():
+        # job logs are files: carriage-return progress bars from libraries only bury the real lines
+        os.environ.setdefault("TQDM_DISABLE", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         run_stage(stage_name, argv, module=module)
     except UserError as err:
