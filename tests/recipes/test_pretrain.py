@@ -162,3 +162,40 @@ def test_run_publishes_the_iteration_reached(tmp_path, pretrain_data, monkeypatc
     monkeypatch.setattr(pretrain, "_launch", lambda job: None)
     with pytest.raises(RuntimeError, match="without a checkpoint"):
         pretrain.run(cfg, {"data": pretrain_data}, tmp_path / "out2")
+
+
+@pytest.mark.parametrize(
+    ("recompute", "expected"),
+    [
+        ("none", {}),
+        ("selective", {"model.recompute_granularity": "selective"}),
+        (
+            "full",
+            {
+                "model.recompute_granularity": "full",
+                "model.recompute_method": "uniform",
+                "model.recompute_num_layers": 1,
+            },
+        ),
+    ],
+)
+def test_recompute_maps_to_megatron_core_fields(tmp_path, pretrain_data, recompute, expected):
+    _, job = _job(tmp_path, "default", {"data": pretrain_data}, **{"train.recompute": recompute})
+    emitted = {k: v for k, v in job.overrides.items() if "recompute" in k}
+    assert emitted == expected
+    assert bridge_keys_problems(job.overrides, BRIDGE) == []
+
+
+def test_recompute_lowers_the_planned_memory():
+    from nemotron.config.loader import load_stage_config
+    from nemotron.launch.estimates import estimates_for
+    from nemotron.pipeline.stages import get_stage
+
+    stage = get_stage("pretrain")
+
+    def memory_gib(recompute: str) -> float:
+        data = load_stage_config(stage, cli_overrides={"train.recompute": recompute}).data
+        row = dict(estimates_for(stage, data))["memory (estimate)"]
+        return float(row.split(" GiB")[0])
+
+    assert memory_gib("full") < memory_gib("selective") < memory_gib("none")

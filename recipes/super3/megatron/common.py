@@ -148,6 +148,15 @@ def parallel_overrides(parallel: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def recompute_overrides(recompute: str) -> dict[str, Any]:
+    """``train.recompute`` -> megatron-core TransformerConfig activation-recompute fields."""
+    if recompute == "none":
+        return {}
+    if recompute == "selective":
+        return {"model.recompute_granularity": "selective"}
+    return {"model.recompute_granularity": "full", "model.recompute_method": "uniform", "model.recompute_num_layers": 1}
+
+
 def model_overrides(model: dict[str, Any]) -> dict[str, Any]:
     """``model:`` keys that differ from Nemotron 3 Super -> provider fields; the recipe keeps the rest.
 

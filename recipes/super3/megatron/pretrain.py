@@ -22,6 +22,7 @@ from super3.megatron.common import (
     model_overrides,
     optimizer_overrides,
     parallel_overrides,
+    recompute_overrides,
     relative_to,
     require,
     wandb_overrides,
@@ -95,6 +96,7 @@ def common_overrides(train_cfg: dict[str, Any], output_dir: Path) -> dict[str, A
     out: dict[str, Any] = {}
     out.update(model_overrides(train_cfg["model"]))
     out.update(parallel_overrides(train_cfg["parallel"]))
+    out.update(recompute_overrides(train.get("recompute", "none")))
     out.update(
         {
             "model.seq_length": train["seq_length"],

@@ -20,7 +20,7 @@ def estimates_for(stage: Stage, data: dict[str, Any]) -> list[tuple[str, str]]:
         return []
     try:
         if data.get("train"):
-            lines = estimate_from_config(data).lines()
+            lines = estimate_from_config(data, recompute=data["train"].get("recompute", "none")).lines()
         else:
             lines = [f"model: {count_params(HybridArch.from_config(data['model'])).summary()}"]
     except (UserError, ValueError) as exc:

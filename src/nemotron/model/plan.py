@@ -42,7 +42,11 @@ class TrainingEstimate:
         if self.memory is not None:
             cap = gpu_spec(self.gpu).memory_gib
             spare = cap - self.memory.total
-            verdict = f"{spare:.1f} GiB spare" if spare >= 0 else f"OVER by {-spare:.1f} GiB (try recompute)"
+            verdict = (
+                f"{spare:.1f} GiB spare"
+                if spare >= 0
+                else f"OVER by {-spare:.1f} GiB (try train.recompute=selective or full)"
+            )
             out.append(f"memory (estimate): {self.memory.summary()}; {self.gpu} has {cap:.0f} GiB, {verdict}")
         if self.hours is not None:
             out.append(f"tokens: {self.tokens:,}; compute: {self.hours.summary()}")

@@ -66,6 +66,9 @@ class TrainSection(Strict):
     eval_interval: PositiveInt = 1000
     eval_iters: NonNegativeInt = 10
     exit_interval: PositiveInt | None = None  # stop (after a checkpoint) at this iteration; phase 1 of a 2-phase run
+    # Activation recompute trades compute for memory when the plan's per-GPU estimate does not fit:
+    # selective recomputes attention internals, full recomputes whole layers.
+    recompute: Literal["none", "selective", "full"] = "none"
 
 
 class OptimizerSection(Strict):
