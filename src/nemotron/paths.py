@@ -27,10 +27,10 @@ def jobs_root() -> Path:
 
 
 def default_artifacts_root() -> Path:
-    """The local artifact registry when env.toml has no ``[artifacts] root``:
-    ``$NEMOTRON_ARTIFACTS_ROOT``, else ``<NEMOTRON_HOME>/artifacts``."""
-    override = os.environ.get("NEMOTRON_ARTIFACTS_ROOT")
-    return Path(override).expanduser() if override else nemotron_home() / "artifacts"
+    """The local artifact registry when nothing else is configured. Precedence
+    (``$NEMOTRON_ARTIFACTS_ROOT`` > env.toml ``[artifacts] root`` > this) lives in
+    ``nemotron.env.profiles.EnvFile.artifacts_root``."""
+    return nemotron_home() / "artifacts"
 
 
 def default_outputs_root() -> Path:

@@ -37,14 +37,11 @@ from nemotron.artifacts.model import (
 from nemotron.errors import UserError
 
 FORMAT = 1
-ROOT_ENV = "NEMOTRON_ARTIFACTS_ROOT"
 
 
 def default_root() -> Path:
-    """``$NEMOTRON_ARTIFACTS_ROOT``, else env.toml's ``[artifacts] root``, else ``<NEMOTRON_HOME>/artifacts``."""
-    env = os.environ.get(ROOT_ENV)
-    if env:
-        return Path(env).expanduser()
+    """``$NEMOTRON_ARTIFACTS_ROOT``, else env.toml's ``[artifacts] root``, else ``<NEMOTRON_HOME>/artifacts``
+    (the rule itself is ``EnvFile.artifacts_root``)."""
     from nemotron.env.profiles import load_env
 
     return load_env().artifacts_root
