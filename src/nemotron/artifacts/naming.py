@@ -40,6 +40,8 @@ STAGE_TAGS: dict[str, tuple[str, str]] = {
     "pretrain": ("pretrain", "model"),
     "sft": ("sft", "model"),
     "rl.rlvr": ("rl-rlvr", "model"),
+    "rl.rlvr2": ("rl-rlvr2", "model"),
+    "rl.rlvr3": ("rl-rlvr3", "model"),
     "rl.swe1": ("rl-swe1", "model"),
     "rl.swe2": ("rl-swe2", "model"),
     "rl.rlhf": ("rl-rlhf", "model"),

@@ -1,6 +1,15 @@
-"""``data prep rl``: prompt/answer records -> ``train.jsonl`` / ``val.jsonl`` + ``manifest.json``.
+"""``data prep rl``: RL records -> ``train.jsonl`` / ``val.jsonl`` + ``manifest.json``.
 
-Each output line is ``{"id", "prompt", "answer", ...keep_fields}`` (answers are stored as strings).
+Two row formats (``data.format``), one per NeMo-RL entry script:
+
+- ``prompt_answer``: ``{"id", "prompt", "answer", ...keep_fields}`` (answers as strings) for NeMo-RL's
+  math environment (``examples/run_grpo.py``, ``ResponseDataset`` with input_key/output_key).
+- ``nemo_gym``: NeMo-Gym rows for ``run_grpo_nemo_gym.py``: ``responses_create_params.input`` (the
+  chat messages), ``agent_ref`` (``{"type": "responses_api_agents", "name": <agent>}``, the environment
+  that rolls out and scores the row; from the row, else the dataset's ``agent`` in the blend) and the
+  verifier's own fields (``expected_answer`` for built rows). Facts: NVIDIA-NeMo/Gym super-v3
+  @b9bd68548444 nemo_gym/base_resources_server.py (BaseRunRequest), nemo_gym/rollout_collection.py
+  (``row["agent_ref"]["name"]``), resources_servers/math_with_judge/data/example.jsonl.
 The split is by content hash of the prompt, so a prompt that appears twice never lands in both
 train and val. Shards write their own parts (``shards/<key>/{train,val}.jsonl``); finalization
 concatenates them in plan order, so the result does not depend on workers or interruptions.
@@ -55,9 +64,12 @@ def prepare_rl(
         "answer_field": d.answer_field,
         "id_field": d.id_field,
         "keep_fields": list(d.keep_fields),
+        "format": d.format,
+        "prompt_template": d.prompt_template,
+        "agents": [spec.agent for spec in d.inputs],
         "fractions": {"valid": d.valid_fraction},
         "seed": cfg.seed,
-        "format_version": 1,
+        "format_version": 2,
     }
     return run_stage(
         STAGE, cfg, out, settings, process_shard, _finalize, rank=rank, world_size=world_size, progress=progress
@@ -73,13 +85,72 @@ def _text(value: Any) -> str | None:
     return None
 
 
+GYM_INPUT = "responses_create_params"
+GYM_AGENT = "agent_ref"
+GYM_AGENT_TYPE = "responses_api_agents"
+
+
+def _messages_ok(messages: Any) -> bool:
+    """``responses_create_params.input``: a non-empty string, or a non-empty list of role/content messages."""
+    if isinstance(messages, str):
+        return bool(messages.strip())
+    return (
+        isinstance(messages, list)
+        and bool(messages)
+        and all(isinstance(m, dict) and isinstance(m.get("role"), str) and "content" in m for m in messages)
+    )
+
+
+def gym_row(record: dict[str, Any], settings: dict[str, Any], agent: str | None) -> tuple[dict[str, Any] | None, str]:
+    """One NeMo-Gym row from a record, or ``(None, reason)``.
+
+    A record that already has ``responses_create_params`` passes through (its ``agent_ref`` kept, or the
+    dataset's agent filled in); otherwise the row is built from the prompt/answer fields.
+    """
+    if GYM_INPUT in record:
+        params = record[GYM_INPUT]
+        if not isinstance(params, dict) or not _messages_ok(params.get("input")):
+            return None, "bad_responses_create_params"
+        row = dict(record)
+    else:
+        pf, af = settings["prompt_field"], settings["answer_field"]
+        if pf not in record or af not in record:
+            return None, "missing_field"
+        prompt, answer = _text(record[pf]), _text(record[af])
+        if prompt is None or answer is None:
+            return None, "not_a_string"
+        if not prompt.strip() or not answer.strip():
+            return None, "empty_text"
+        content = settings["prompt_template"].replace("{prompt}", prompt)
+        row = {GYM_INPUT: {"input": [{"role": "user", "content": content}]}, "expected_answer": answer}
+        for name in settings["keep_fields"]:
+            if name in record and name not in row:
+                row[name] = record[name]
+    ref = row.get(GYM_AGENT)
+    if isinstance(ref, dict) and isinstance(ref.get("name"), str) and ref["name"]:
+        return row, ""
+    if ref is not None and not isinstance(ref, dict):
+        return None, "bad_agent_ref"
+    if not agent:
+        return None, "no_agent"
+    row[GYM_AGENT] = {"type": GYM_AGENT_TYPE, "name": agent}
+    return row, ""
+
+
+def _gym_split_key(row: dict[str, Any]) -> str:
+    return json.dumps(row[GYM_INPUT], sort_keys=True, ensure_ascii=False)
+
+
 def process_shard(job: ShardJob, shard: Shard, counters: Counters) -> dict[str, Any]:
     s = job.settings
     pf, af, idf, keep = s["prompt_field"], s["answer_field"], s["id_field"], s["keep_fields"]
     dataset = s["dataset_names"][shard.dataset]
+    gym = s["format"] == "nemo_gym"
+    agent = s["agents"][shard.dataset]
     assign = make_assigner(s["seed"], s["fractions"])
     bad = BadRows()
-    reader = ChunkReader(shard.piece, [pf, af, *([idf] if idf else []), *keep], bad)
+    fields = [pf, af, *([idf] if idf else []), *keep] + ([GYM_INPUT, GYM_AGENT] if gym else [])
+    reader = ChunkReader(shard.piece, fields, bad)
     base = Path(job.output_dir) / SHARDS / shard.key
     counts = {"train": 0, "valid": 0}
     with atomic_open(base / FILES["train"]) as train, atomic_open(base / FILES["valid"]) as valid:
@@ -87,6 +158,17 @@ def process_shard(job: ShardJob, shard: Shard, counters: Counters) -> dict[str, 
         for records, nbytes in reader.chunks():
             docs = 0
             for where, record in records:
+                if gym:
+                    row, reason = gym_row(record, s, agent)
+                    if row is None:
+                        bad.add(reason, where)
+                        continue
+                    split = assign(_gym_split_key(row))
+                    data = json.dumps(row, ensure_ascii=False) + "\n"
+                    writers[split].write(data.encode("utf-8", "surrogatepass"))
+                    counts[split] += 1
+                    docs += 1
+                    continue
                 if pf not in record or af not in record:
                     bad.add("missing_field", where)
                     continue
@@ -133,12 +215,16 @@ def _finalize(plan: Plan, receipts: list[dict[str, Any]], out: Path) -> dict[str
     return {
         "kind": "rl-data",
         "format": "jsonl",
+        "row_format": s["format"],
+        "agents": sorted({a for a in s["agents"] if a}),
         "train": FILES["train"],
         "val": FILES["valid"],
         "train_path": str(out / FILES["train"]),
         "val_path": str(out / FILES["valid"]),
         "num_train": counts["train"],
         "num_val": counts["valid"],
-        "fields": ["id", "prompt", "answer", *s["keep_fields"]],
+        "fields": [GYM_INPUT, GYM_AGENT]
+        if s["format"] == "nemo_gym"
+        else ["id", "prompt", "answer", *s["keep_fields"]],
         "files": files,
     }

@@ -90,4 +90,9 @@ def print_plan(resolved: ResolvedConfig, job: PreparedJob, profile: Any, statuse
     title, script, lexer = execution_preview(job, profile)
     console.print(f"[bold]Execution[/bold]: {profile.describe()}")
     console.print(Panel(Syntax(script, lexer, word_wrap=True), title=title, title_align="left"))
-    console.print(f"job files: {job.job_yaml}  {job.train_yaml}")
+    library = job.job_dir / "library.yaml"
+    if library.is_file():
+        console.print(
+            Panel(Syntax(library.read_text(), "yaml", word_wrap=True), title=str(library), title_align="left")
+        )
+    console.print(f"job files: {job.job_yaml}  {job.train_yaml}" + (f"  {library}" if library.is_file() else ""))

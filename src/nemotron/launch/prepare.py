@@ -125,6 +125,11 @@ def prepare_job(
     train_text = scrub_text(_dump_yaml(redact(train_cfg)), secret_values)
     write_atomic(job_dir / "train.yaml", train_text)
     write_atomic(job_dir / "job.yaml", scrub_text(_dump_yaml(job_record), secret_values))
+    from nemotron.launch.library import LIBRARY_FILE, library_config
+
+    library = library_config(stage, redact(train_cfg))
+    if library is not None:
+        write_atomic(job_dir / LIBRARY_FILE, scrub_text(_dump_yaml(library), secret_values))
     return PreparedJob(
         stage=stage,
         job_id=job_id,

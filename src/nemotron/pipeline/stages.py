@@ -17,7 +17,7 @@ from nemotron.errors import UserError
 FAMILY = "super3"
 
 TRAIN_CONTAINER = "nvcr.io/nvidia/nemo:26.02.nemotron_3_super"
-RL_CONTAINER = "nvcr.io/nvidia/nemo-rl:v0.5.0"
+RL_CONTAINER = "nvcr.io/nvidia/nemo-rl:v0.5.0.nemotron_3_super"  # pinned in nemotron.upstream.pins
 
 
 @dataclass(frozen=True)
@@ -113,8 +113,10 @@ STAGES: tuple[Stage, ...] = (
         output=Port("model", "model"),
         launcher="torchrun",
     ),
-    _rl("rlvr", "GRPO with verifiable rewards (NeMo-RL).", "SFT model"),
-    _rl("swe1", "GRPO on software-engineering tasks, stage 1 (NeMo-RL).", "RLVR model"),
+    _rl("rlvr", "GRPO with verifiable rewards, pass 1 of 3 (NeMo-RL + NeMo-Gym).", "SFT model"),
+    _rl("rlvr2", "GRPO with verifiable rewards, pass 2 of 3 (NeMo-RL + NeMo-Gym).", "RLVR pass-1 model"),
+    _rl("rlvr3", "GRPO with verifiable rewards, pass 3 of 3 (NeMo-RL + NeMo-Gym).", "RLVR pass-2 model"),
+    _rl("swe1", "GRPO on software-engineering tasks, stage 1 (NeMo-RL).", "RLVR pass-3 model"),
     _rl("swe2", "GRPO on software-engineering tasks, stage 2 (NeMo-RL).", "SWE1 model"),
     _rl("rlhf", "GRPO against a reward model (NeMo-RL).", "SWE2 model"),
     Stage(

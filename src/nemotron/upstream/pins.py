@@ -51,3 +51,30 @@ def container(image: str) -> Container:
     except KeyError:
         known = ", ".join(sorted(CONTAINERS)) or "none"
         raise KeyError(f"no pinned versions for container {image!r} (known: {known})") from None
+
+
+# --- NeMo-RL (the RL stages) ----------------------------------------------------------------------
+# The image tag names 0.5.0, but the Super3 recipe pairs it with NeMo-RL's `super-v3` release branch:
+# NVIDIA-NeMo/Nemotron docs/nemotron/super3/rl/index.md (@e27b37133d65) says "Clone the super-v3 branch"
+# next to this image, and the branch holds the published examples/configs/super/stage*.yaml and
+# super_launch.sh. The branch's nemo_rl/package_info.py says 0.5.0rc0. No release tag covers it (v0.5.0
+# differs: e.g. it reads data.train_jsonl_fpath where super-v3 reads data.train.data_path), so facts are
+# read at the branch commit below: the last one before the April 2026 work-in-progress commits, i.e. the
+# state the March 2026 Super release was built from. NeMo-Gym is the submodule commit of that tree
+# (3rdparty/Gym-workspace/Gym, branch super-v3).
+NEMO_RL_SUPER_V3 = "9c77bef6be4b5c4c79602b16c188cc4019da6d67"
+NEMO_GYM_SUPER_V3 = "b9bd68548444eb58793260405cee123cc67c4b4f"
+_RL_PINS = (
+    Pin("nemo-rl", "0.5.0rc0", "nemo_rl", "NVIDIA-NeMo/RL", f"super-v3@{NEMO_RL_SUPER_V3}"),
+    Pin("nemo-gym", "0.2.0rc0", "nemo_gym", "NVIDIA-NeMo/Gym", f"super-v3@{NEMO_GYM_SUPER_V3}"),
+)
+_RL_SOURCE = (
+    "NVIDIA-NeMo/Nemotron docs/nemotron/super3/rl/index.md @e27b37133d65 (image + super-v3 branch); "
+    f"NVIDIA-NeMo/RL super-v3 @{NEMO_RL_SUPER_V3[:12]} nemo_rl/package_info.py, .gitmodules"
+)
+RL_IMAGE = "nvcr.io/nvidia/nemo-rl:v0.5.0.nemotron_3_super"
+RL_SWE_IMAGE = "nvcr.io/nvidia/nemo-rl:v0.5.0.nemotron_3_super_swe"
+CONTAINERS[RL_IMAGE] = Container(RL_IMAGE, _RL_PINS, _RL_SOURCE)
+# The SWE image is built FROM the RL image with NeMo-Gym venvs prefetched (same NeMo-RL tree):
+# NVIDIA-NeMo/Nemotron docs/nemotron/super3/rl/swe.md @e27b37133d65.
+CONTAINERS[RL_SWE_IMAGE] = Container(RL_SWE_IMAGE, _RL_PINS, _RL_SOURCE + "; swe.md (FROM the RL image)")

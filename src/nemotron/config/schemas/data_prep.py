@@ -75,7 +75,23 @@ class SftDataSection(DataSection):
         return self
 
 
+class RlInputSpec(InputSpec):
+    """An RL dataset; ``agent`` is the NeMo-Gym agent (environment) its rows go to (``agent_ref.name``)."""
+
+    agent: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+GYM_PROMPT_TEMPLATE = "{prompt}"
+
+
 class RlDataSection(DataSection):
+    """``format: prompt_answer`` writes ``{id, prompt, answer}`` rows for NeMo-RL's math environment;
+    ``format: nemo_gym`` writes NeMo-Gym rows (``responses_create_params.input`` messages, ``agent_ref``,
+    verifier fields), passing through rows that already are NeMo-Gym rows."""
+
+    inputs: list[RlInputSpec] = Field(min_length=1)
+    format: Literal["prompt_answer", "nemo_gym"] = "prompt_answer"
+    prompt_template: str = GYM_PROMPT_TEMPLATE  # nemo_gym, built rows: the user message; must contain {prompt}
     prompt_field: str = "prompt"
     answer_field: str = "answer"
     id_field: str | None = None  # null = a content hash
@@ -87,6 +103,10 @@ class RlDataSection(DataSection):
     def _no_weights(self) -> RlDataSection:
         if any(spec.weight is not None for spec in self.inputs):
             raise ValueError("data.inputs: weights apply to pretrain blends only; list RL inputs without weight")
+        if "{prompt}" not in self.prompt_template:
+            raise ValueError("data.prompt_template must contain {prompt}")
+        if self.format == "prompt_answer" and any(spec.agent for spec in self.inputs):
+            raise ValueError("data.inputs[].agent is a NeMo-Gym setting; set data.format=nemo_gym")
         return self
 
 

@@ -21,6 +21,14 @@ class GrpoSection(Strict):
     kl_coef: float = Field(0.0, ge=0)
     clip_eps: float = Field(0.2, gt=0)
     clip_eps_high: float | None = Field(None, gt=0)  # asymmetric upper ratio clip; null = clip_eps
+    num_val_generations_per_prompt: PositiveInt = 1
+    advantage_clip: float | None = Field(None, gt=0)  # clip normalized advantages to [-v, v]; null = off
+    seq_logprob_error_threshold: float | None = Field(None, gt=0)  # mask sequences whose logprob mismatch exceeds it
+    force_on_policy_ratio: bool = False  # ratio = 1 (one optimizer step per rollout batch)
+    truncated_is_ratio: float | None = Field(None, gt=0)  # truncated importance sampling cap; null = off
+    truncated_is_type: Literal["tis", "icepop"] = "tis"
+    invalid_tool_call_advantage: float | None = None  # advantage on malformed tool-call tokens; null = no penalty
+    malformed_thinking_advantage: float | None = None  # advantage on malformed <think> tokens; null = no penalty
 
 
 class GenerationSection(Strict):
@@ -31,6 +39,9 @@ class GenerationSection(Strict):
     tensor_parallel: PositiveInt = 4
     colocated: bool = True  # generation shares the training GPUs; false = dedicated generation nodes
     nodes: NonNegativeInt = 0  # dedicated generation nodes when colocated is false
+    tool_parser: str | None = None  # vLLM chat serving: --tool-call-parser (NeMo-Gym tool environments)
+    reasoning_parser: str | None = None  # vLLM chat serving: --reasoning-parser
+    reasoning_parser_plugin: str | None = None  # path inside the NeMo-RL checkout of a custom reasoning parser
 
 
 class PolicySection(Strict):
@@ -42,9 +53,14 @@ class PolicySection(Strict):
 
 
 class EnvSection(Strict):
-    """The reward environment: math (verifiable answers), code/swe (tests), reward_model (RLHF)."""
+    """The reward environment.
 
-    name: Literal["math", "code", "swe", "reward_model"] = "math"
+    ``math``: NeMo-RL's built-in math verifier over ``{prompt, answer}`` rows (``examples/run_grpo.py``).
+    Every other name runs NeMo-Gym (``run_grpo_nemo_gym.py``) over NeMo-Gym rows whose ``agent_ref``
+    picks the environment per row: ``multi`` (the RLVR blends), ``swe``, ``reward_model`` (RLHF GenRM).
+    """
+
+    name: Literal["math", "multi", "code", "swe", "reward_model"] = "math"
     reward_model: str | None = None
     gpu_nodes: NonNegativeInt = 0  # nodes reserved for the environment's GPU servers (judges, reward model)
 
