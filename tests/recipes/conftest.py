@@ -43,3 +43,21 @@ def rl_data(tmp_path: Path) -> Artifact:
     (root / "val.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:3]))
     (root / "manifest.json").write_text(json.dumps({"train": 5, "val": 3}))
     return artifact("rl-data", "rl-data", root, {})
+
+
+@pytest.fixture
+def gym_data(tmp_path: Path) -> Artifact:
+    """An rl-data artifact of NeMo-Gym rows, as `data prep rl` (data.format=nemo_gym) publishes it."""
+    root = tmp_path / "gym-data"
+    root.mkdir()
+    rows = [
+        {
+            "responses_create_params": {"input": [{"role": "user", "content": f"What is {i} + 1?"}]},
+            "expected_answer": str(i + 1),
+            "agent_ref": {"type": "responses_api_agents", "name": "math_with_judge_simple_agent"},
+        }
+        for i in range(5)
+    ]
+    (root / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (root / "val.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:3]))
+    return artifact("rl-data", "rl-data", root, {"row_format": "nemo_gym"})
