@@ -71,3 +71,77 @@ def test_duplicates_stay_in_one_split_and_bad_rows(tmp_path: Path) -> None:
         prepare_rl(rl_cfg([str(src)], max_bad_fraction=0.001), tmp_path / "o2", progress=False)
     with pytest.raises(UserError, match="weights apply to pretrain blends only"):
         prepare_rl(rl_cfg([{"path": str(src), "weight": 1.0}]), tmp_path / "o3", progress=False)
+
+
+NEMO_GYM = json.loads((Path(__file__).parents[2] / "recipes/super3/megatron/api_reference/nemo_rl.json").read_text())[
+    "nemo_gym_row"
+]
+
+
+def _gym_problems(row: dict) -> list[str]:
+    """What NeMo-Gym (facts recorded at its super-v3 tree) would reject in one row."""
+    problems = []
+    for dotted in NEMO_GYM["required"]:
+        node = row
+        for part in dotted.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if not node:
+            problems.append(f"missing {dotted}")
+    messages = (row.get("responses_create_params") or {}).get("input")
+    if isinstance(messages, list) and not all(set(NEMO_GYM["message_keys"]) <= set(m) for m in messages):
+        problems.append("message without role/content")
+    if (row.get("agent_ref") or {}).get("type") not in (None, NEMO_GYM["agent_ref_type"]):
+        problems.append("agent_ref.type")
+    return problems
+
+
+def test_nemo_gym_rows_built_and_passed_through(tmp_path: Path) -> None:
+    """Defect 4: `data prep rl` (format nemo_gym) writes rows NeMo-Gym accepts, the agent per dataset."""
+    math = tmp_path / "math.jsonl"
+    write_jsonl(math, [{"prompt": f"What is {i} + 2?", "answer": i + 2} for i in range(40)])
+    ready = tmp_path / "tools.jsonl"
+    rows = [
+        {
+            "responses_create_params": {"input": [{"role": "user", "content": f"call tool {i}"}], "tools": []},
+            "agent_ref": {"type": "responses_api_agents", "name": "tool_agent"},
+            "expected": i,
+        }
+        for i in range(20)
+    ]
+    write_jsonl(ready, rows + [{"responses_create_params": {"input": []}}, {"responses_create_params": {"input": "x"}}])
+    inputs = [{"path": str(math), "agent": "math_with_judge_simple_agent"}, {"path": str(ready)}]
+    template = "Solve the following math problem. Put the answer inside \\boxed{}.\n\n{prompt}"  # {prompt} is replaced, other braces stay
+    manifest = prepare_rl(
+        rl_cfg(inputs, format="nemo_gym", prompt_template=template, valid_fraction=0.2, max_bad_fraction=0.1),
+        tmp_path / "out",
+        progress=False,
+    )
+    out = read_jsonl(tmp_path / "out" / "train.jsonl") + read_jsonl(tmp_path / "out" / "val.jsonl")
+    # 40 built + 20 passed through; the empty input and the agent-less row are bad rows
+    assert (
+        len(out) == 60
+        and manifest["row_format"] == "nemo_gym"
+        and manifest["agents"] == ["math_with_judge_simple_agent"]
+    )
+    assert [p for r in out for p in _gym_problems(r)] == []
+    built = [r for r in out if r["agent_ref"]["name"] == "math_with_judge_simple_agent"]
+    assert len(built) == 40 and all("\\boxed{}" in r["responses_create_params"]["input"][0]["content"] for r in built)
+    assert {r["expected_answer"] for r in built} == {str(i + 2) for i in range(40)}
+    passed = [r for r in out if r["agent_ref"]["name"] == "tool_agent"]
+    assert sorted(r["expected"] for r in passed) == list(range(20)) and all(
+        "tools" in r["responses_create_params"] for r in passed
+    )
+
+
+def test_nemo_gym_row_without_agent_is_a_bad_row(tmp_path: Path) -> None:
+    src = tmp_path / "a.jsonl"
+    write_jsonl(src, [{"prompt": "p", "answer": "a"}])
+    with pytest.raises(UserError):
+        prepare_rl(rl_cfg([str(src)], format="nemo_gym", max_bad_fraction=0.0), tmp_path / "out", progress=False)
+
+
+def test_agent_needs_the_nemo_gym_format(tmp_path: Path) -> None:
+    src = tmp_path / "a.jsonl"
+    write_jsonl(src, [{"prompt": "p", "answer": "a"}])
+    with pytest.raises(Exception, match="nemo_gym"):
+        prepare_rl(rl_cfg([{"path": str(src), "agent": "x"}]), tmp_path / "out", progress=False)
