@@ -72,7 +72,8 @@ def registry(tmp_path: Path) -> Registry:
 def test_pipe_configs_list_the_stages() -> None:
     assert [s.stage.name for s in load_pipe("tiny")[1]] == TINY
     name, default = load_pipe("default")
-    assert name == "default" and [s.stage.name for s in default] == [s.name for s in STAGES]
+    # every stage but data_prep.rl: each RL pass reads its own blend (`data prep rl -c <pass>`, made beforehand)
+    assert name == "default" and [s.stage.name for s in default] == [s.name for s in STAGES if s.name != "data_prep.rl"]
     assert {s.config for s in default} == {"default"}
     with pytest.raises(UserError, match="no pipe config"):
         load_pipe("nope")
@@ -87,6 +88,8 @@ def test_each_input_is_fed_by_the_nearest_earlier_producer() -> None:
     assert wiring["quantize"] == {"model": "rl.rlvr", "calib": "data_prep.sft"}
     assert wiring["eval"] == {"model": "rl.rlvr", "quantized": "quantize"}
     full = wire(list(STAGES))
+    assert full["rl.rlvr2"]["model"] == "rl.rlvr" and full["rl.rlvr3"]["model"] == "rl.rlvr2"
+    assert full["rl.swe1"]["model"] == "rl.rlvr3"
     assert full["rl.swe2"]["model"] == "rl.swe1" and full["rl.rlhf"]["model"] == "rl.swe2"
     assert full["eval"]["model"] == "rl.rlhf"
 

@@ -215,3 +215,19 @@ def test_inner_commands_for_the_dry_run(tmp_path):
     cmds = rl.inner_commands(cfg, tmp_path / "out")
     assert cmds[0][:4] == ["uv", "run", "python", "examples/nemo_gym/run_grpo_nemo_gym.py"]
     assert cmds[1][5] == rl.CONVERTER
+
+
+def test_reference_is_read_at_the_tree_the_rl_container_ships():
+    """One version per library: nemo_rl.json, the RL stage configs' container and pins.py agree."""
+    from nemotron.pipeline.stages import BY_NAME
+    from nemotron.upstream.pins import container
+
+    for sub in SUBSTAGES:
+        image = resolved_config(f"rl.{sub}", "default")["resources"]["container"]
+        pin = container(image).pin("nemo-rl")
+        assert pin.tag == NEMO_RL["ref"] and pin.version in NEMO_RL["version"]
+        assert container(image).pin("nemo-gym").tag == NEMO_RL["nemo_gym_row"]["ref"]
+    assert container(BY_NAME["rl.rlvr"].container).pin("nemo-rl").tag == NEMO_RL["ref"]
+    for source in NEMO_RL["sources"].values():
+        if source.get("repo") == "NVIDIA-NeMo/RL":
+            assert f"{source['branch']}@{source['commit']}" == NEMO_RL["ref"]
