@@ -17,6 +17,10 @@ from .recipes_support import artifact, hf_model, load_reference, resolved_config
 EVALUATOR = load_reference("nemo_evaluator")
 
 
+def _eval_cfg(tmp_path, **overrides):
+    return resolved_config("eval", "default", tmp_path, **{"launcher.hostname": "login", **overrides})
+
+
 def write_results(path: Path, scores: dict[str, float]) -> None:
     """An evaluator results.yml: results.tasks.<task>.metrics.<metric>.scores.<metric>.value."""
     tasks = {
@@ -42,7 +46,7 @@ def _quantized(tmp_path: Path):
 
 
 def test_launcher_config_uses_published_names_and_tasks(tmp_path):
-    cfg = resolved_config("eval", "default", tmp_path)
+    cfg = _eval_cfg(tmp_path)
     plan = ev.build_eval_plan(cfg, {"model": hf_model(tmp_path / "model")}, tmp_path / "out")
     (entry,) = plan
     conf = entry["config"]
@@ -52,14 +56,14 @@ def test_launcher_config_uses_published_names_and_tasks(tmp_path):
     assert (
         conf["deployment"]["tensor_parallel_size"] == 8 and "--max-model-len 32768" in conf["deployment"]["extra_args"]
     )
-    assert {"execution": "local"} in conf["defaults"] and {"deployment": "vllm"} in conf["defaults"]
+    assert {"execution": "slurm/default"} in conf["defaults"] and {"deployment": "vllm"} in conf["defaults"]
     assert "limit_samples" not in conf["evaluation"]["nemo_evaluator_config"]["config"]["params"]
     cmd = ev.launcher_command(entry["config_path"])
     assert cmd[0] == EVALUATOR["cli"]["command"] and cmd[2] in EVALUATOR["cli"]["run_args"]
 
 
 def test_quantized_exports_are_evaluated_next_to_the_model(tmp_path):
-    cfg = resolved_config("eval", "default", tmp_path, **{"eval.limit": 50})
+    cfg = _eval_cfg(tmp_path, **{"eval.limit": 50})
     plan = ev.build_eval_plan(
         cfg, {"model": hf_model(tmp_path / "model"), "quantized": _quantized(tmp_path)}, tmp_path / "o"
     )
@@ -71,7 +75,7 @@ def test_quantized_exports_are_evaluated_next_to_the_model(tmp_path):
 
 
 def test_results_parse_and_tolerance_checks(tmp_path):
-    cfg = resolved_config("eval", "default", tmp_path)
+    cfg = _eval_cfg(tmp_path)
     plan = ev.build_eval_plan(
         cfg, {"model": hf_model(tmp_path / "model"), "quantized": _quantized(tmp_path)}, tmp_path / "o"
     )
@@ -103,10 +107,10 @@ def test_parse_groups_and_named_scores(tmp_path):
 
 
 def test_run_writes_summary_and_show_renders_it(tmp_path, monkeypatch):
-    cfg = resolved_config("eval", "default", tmp_path)
+    cfg = _eval_cfg(tmp_path)
     out = tmp_path / "out"
 
-    def fake_launch(plan):
+    def fake_launch(plan, poll_seconds):
         for entry in plan:
             assert Path(entry["config_path"]).is_file()
             write_results(Path(entry["results_dir"]) / "x" / "results.yml", {"hellaswag": 0.81, "openbookqa": 0.5})
@@ -118,7 +122,7 @@ def test_run_writes_summary_and_show_renders_it(tmp_path, monkeypatch):
     assert summary["format"] == "nemo-evaluator"
     text = show_results(out)
     assert "hellaswag" in text and "0.8100" in text and text.splitlines()[0].split() == ["task", "model"]
-    monkeypatch.setattr(ev, "_launch", lambda plan: None)
+    monkeypatch.setattr(ev, "_launch", lambda plan, poll_seconds: None)
     with pytest.raises(RuntimeError, match="no results"):
         ev.run(cfg, {"model": hf_model(tmp_path / "model")}, tmp_path / "empty")
 
@@ -134,8 +138,52 @@ def test_show_reads_raw_results_and_rejects_unknown_dirs(tmp_path):
 
 
 def test_user_errors(tmp_path):
-    cfg = resolved_config("eval", "default", tmp_path, **{"deployment.type": "hf"})
+    cfg = _eval_cfg(tmp_path, **{"deployment.type": "hf"})
     with pytest.raises(UserError, match="deployment.type"):
         ev.build_eval_plan(cfg, {"model": hf_model(tmp_path / "m")}, tmp_path / "o")
     with pytest.raises(UserError, match="Hugging Face export"):
         ev.build_eval_plan(cfg, {"model": artifact("m", "model", tmp_path / "void")}, tmp_path / "o")
+
+
+def test_serving_follows_the_evaluators_super_example(tmp_path):
+    """Defect 6: tokenizer for log-likelihood tasks, pinned vLLM image, Mamba cache / FP8 flags per precision."""
+    from nemotron.upstream.pins import VLLM_EVAL_IMAGE, container
+
+    cfg = _eval_cfg(tmp_path, **{"launcher.account": "acct"})
+    plan = ev.build_eval_plan(
+        cfg, {"model": hf_model(tmp_path / "model"), "quantized": _quantized(tmp_path)}, tmp_path / "o"
+    )
+    by_label = {e["label"]: e["config"] for e in plan}
+    for label, conf in by_label.items():
+        assert tree_problems(conf, EVALUATOR["config"]) == [], label
+        dep, params = conf["deployment"], conf["evaluation"]["nemo_evaluator_config"]["config"]["params"]
+        assert dep["image"] == VLLM_EVAL_IMAGE and container(dep["image"]).pin("vllm").version == "0.15.1"
+        assert params["extra"] == {"tokenizer": ev.CHECKPOINT_MOUNT, "tokenizer_backend": "huggingface"}
+        assert conf["execution"]["mounts"]["evaluation"] == {dep["checkpoint_path"]: ev.CHECKPOINT_MOUNT}
+        assert conf["execution"]["hostname"] == "login" and conf["execution"]["account"] == "acct"
+        forms = {form.split(":", 1)[0] for form in EVALUATOR["env_var_forms"]}
+        assert all(v.split(":", 1)[0] in forms for v in dep["env_vars"].values())
+    assert "--mamba_ssm_cache_dtype float32" in by_label["model"]["deployment"]["extra_args"]
+    assert "--kv-cache-dtype" not in by_label["model"]["deployment"]["extra_args"]
+    for label in ("mamba_moe_fp8_conservative", "mamba_moe_nvfp4_conservative"):
+        args = by_label[label]["deployment"]["extra_args"]
+        assert "--mamba_ssm_cache_dtype float16" in args and "--kv-cache-dtype fp8" in args
+    assert "VLLM_USE_FLASHINFER_MOE_FP4" in by_label["mamba_moe_nvfp4_conservative"]["deployment"]["env_vars"]
+    assert "VLLM_USE_FLASHINFER_MOE_FP4" not in by_label["mamba_moe_fp8_conservative"]["deployment"]["env_vars"]
+
+
+def test_no_docker_execution_and_no_unpinned_image(tmp_path):
+    cfg = _eval_cfg(tmp_path)
+    (entry,) = ev.build_eval_plan(cfg, {"model": hf_model(tmp_path / "model")}, tmp_path / "o")
+    assert {"execution": "local"} not in entry["config"]["defaults"]
+    assert "slurm/default" in EVALUATOR["defaults_groups"]["execution"]
+    with pytest.raises(UserError, match="not pinned"):
+        ev.build_eval_plan(
+            _eval_cfg(tmp_path, **{"deployment.image": "vllm/vllm-openai:latest"}),
+            {"model": hf_model(tmp_path / "m")},
+            tmp_path / "o",
+        )
+    with pytest.raises(UserError, match="launcher.hostname"):
+        ev.build_eval_plan(
+            resolved_config("eval", "default", tmp_path), {"model": hf_model(tmp_path / "m")}, tmp_path / "o"
+        )

@@ -1,28 +1,77 @@
 """Evaluation with nemo-evaluator-launcher: vLLM serves the HF model, the launcher runs the tasks.
 
 ``build_eval_plan`` writes one launcher config per evaluated model (the model input, plus each HF
-export of an optional quantized-model input): ``deployment`` (vllm: checkpoint, TP/DP, extra args),
-``evaluation`` (tasks, params) and ``execution`` (local, output dir) — key names recorded in
-``api_reference/nemo_evaluator.json``. ``_launch`` runs ``nemo-evaluator-launcher run --config``
-for each; the results (``results.yml`` per task) are summarised in ``summary.json``, with a check
-that every quantized model stays within ``eval.tolerance`` of the model it came from.
+export of an optional quantized-model input): ``deployment`` (vllm: the pinned image, checkpoint,
+TP/DP, the serving flags of the evaluator's own Super example for that precision), ``evaluation``
+(tasks, params; the tokenizer log-likelihood tasks need) and ``execution`` — key names recorded in
+``api_reference/nemo_evaluator.json``.
+
+Execution: the launcher's Slurm executor (``execution: slurm/default``). The launcher's ``local``
+executor runs the vLLM and harness containers with Docker, which compute nodes do not have; the
+Slurm executor submits one job that deploys vLLM and runs each harness with pyxis containers. This
+stage is the driver: it submits through ``launcher.hostname``, waits for the invocation to finish,
+then reads the ``results.yml`` files from the shared output directory into ``summary.json``, with a
+check that every quantized model stays within ``eval.tolerance`` of the model it came from.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
 from nemotron.errors import UserError
 from nemotron.node.logs import get_logger
 from nemotron.node.results import SUMMARY_FILE, SUMMARY_FORMAT, collect_results, primary_score
-from super3.megatron.common import locate_model
+from super3.megatron.common import locate_model, require
 
 LAUNCHER = "nemo-evaluator-launcher"
 BASELINE = "model"
+CHECKPOINT_MOUNT = "/checkpoint"  # where the launcher mounts checkpoint_path in its containers (deployment/vllm.yaml)
+
+# Serving per precision, from the evaluator's Super example (NVIDIA-NeMo/Evaluator nemo-evaluator-launcher-v0.2.4
+# packages/nemo-evaluator-launcher/examples/nemotron/nemotron-3-super/local_nemotron-3-super-120b-a12b.yaml):
+# BF16 keeps the Mamba SSM cache in float32; FP8 and NVFP4 use a float16 SSM cache, an FP8 KV cache and
+# FlashInfer MoE kernels. Env values use the launcher's ``lit:`` (literal) form.
+_COMMON_FLAGS = (
+    "--trust-remote-code --gpu-memory-utilization 0.8 --no-enable-prefix-caching --no-enable-chunked-prefill"
+)
+SERVING: dict[str, dict[str, Any]] = {
+    "bf16": {"flags": "--mamba_ssm_cache_dtype float32", "env": {}},
+    "fp8": {
+        "flags": "--mamba_ssm_cache_dtype float16 --kv-cache-dtype fp8",
+        "env": {
+            "VLLM_ALLOW_LONG_MAX_MODEL_LEN": "1",
+            "VLLM_USE_FLASHINFER_MOE_FP8": "1",
+            "VLLM_FLASHINFER_MOE_BACKEND": "throughput",
+            "MAMBA_CACHE_PHILOX_ROUNDS": "5",
+            "MAMBA_CACHE_RS_ROUNDING": "1",
+        },
+    },
+    "nvfp4": {
+        "flags": "--mamba_ssm_cache_dtype float16 --kv-cache-dtype fp8",
+        "env": {
+            "VLLM_ALLOW_LONG_MAX_MODEL_LEN": "1",
+            "VLLM_USE_FLASHINFER_MOE_FP4": "1",
+            "VLLM_USE_FLASHINFER_MOE_FP8": "1",
+            "VLLM_FLASHINFER_MOE_BACKEND": "throughput",
+            "MAMBA_CACHE_PHILOX_ROUNDS": "5",
+            "MAMBA_CACHE_RS_ROUNDING": "1",
+        },
+    },
+}
+DONE_STATES = {"success", "failed", "killed", "not_found", "error"}
+
+
+def precision_of(label: str) -> str:
+    """bf16 for the model input; fp8 / nvfp4 for quantized exports (by their ModelOpt config name)."""
+    name = label.lower()
+    if "nvfp4" in name or "fp4" in name:
+        return "nvfp4"
+    if "fp8" in name:
+        return "fp8"
+    return "bf16"
 
 
 def _targets(inputs: dict[str, Any]) -> list[tuple[str, Path]]:
@@ -51,23 +100,62 @@ def _targets(inputs: dict[str, Any]) -> list[tuple[str, Path]]:
     return out
 
 
+def vllm_image(train_cfg: dict[str, Any]) -> str:
+    """``deployment.image``, else the pinned one; never an unpinned ``latest``."""
+    from nemotron.upstream.pins import VLLM_EVAL_IMAGE
+
+    image = train_cfg["deployment"].get("image") or VLLM_EVAL_IMAGE
+    if image.endswith(":latest") or ":" not in image.rsplit("/", 1)[-1]:
+        raise UserError(f"deployment.image '{image}' is not pinned", hint=f"name a tag, e.g. {VLLM_EVAL_IMAGE}")
+    return image
+
+
+def _execution(train_cfg: dict[str, Any], checkpoint: Path, results_dir: Path) -> dict[str, Any]:
+    launcher, dep = train_cfg["launcher"], train_cfg["deployment"]
+    if not launcher.get("hostname"):
+        raise UserError(
+            "launcher.hostname is not set: the evaluator's Slurm executor submits through a login node",
+            hint="set launcher.hostname (and launcher.account / launcher.partition), e.g. in your env.toml profile",
+        )
+    execution: dict[str, Any] = {
+        "hostname": launcher["hostname"],
+        "output_dir": str(results_dir),
+        "num_nodes": 1,
+        "gres": f"gpu:{dep['tensor_parallel'] * dep['data_parallel']}",
+        "walltime": launcher["walltime"],
+        # the harness loads the tokenizer from the checkpoint (log-likelihood tasks)
+        "mounts": {"evaluation": {str(checkpoint): CHECKPOINT_MOUNT}},
+    }
+    for key in ("username", "account", "partition"):
+        if launcher.get(key):
+            execution[key] = launcher[key]
+    return execution
+
+
 def launcher_config(train_cfg: dict[str, Any], label: str, checkpoint: Path, results_dir: Path) -> dict[str, Any]:
-    """One nemo-evaluator-launcher config (Hydra: execution=local, deployment=vllm)."""
+    """One nemo-evaluator-launcher config (Hydra: execution=slurm/default, deployment=vllm)."""
     ev, dep = train_cfg["eval"], train_cfg["deployment"]
     if dep["type"] != "vllm":
         raise UserError(f"deployment.type '{dep['type']}' is not served by the megatron backend", hint="use vllm")
-    params: dict[str, Any] = {"parallelism": ev["batch_size"]}
+    serving = SERVING[precision_of(label)]
+    params: dict[str, Any] = {
+        "parallelism": ev["batch_size"],
+        # log-likelihood tasks (adlr_mmlu, hellaswag, ...) tokenize on the client side (evaluator Super base example)
+        "extra": {"tokenizer": CHECKPOINT_MOUNT, "tokenizer_backend": "huggingface"},
+    }
     if ev.get("limit"):
         params["limit_samples"] = ev["limit"]
     return {
-        "defaults": [{"execution": "local"}, {"deployment": "vllm"}, "_self_"],
-        "execution": {"output_dir": str(results_dir)},
+        "defaults": [{"execution": "slurm/default"}, {"deployment": "vllm"}, "_self_"],
+        "execution": _execution(train_cfg, checkpoint, results_dir),
         "deployment": {
+            "image": vllm_image(train_cfg),
             "checkpoint_path": str(checkpoint),
             "served_model_name": label,
             "tensor_parallel_size": dep["tensor_parallel"],
             "data_parallel_size": dep["data_parallel"],
-            "extra_args": f"--max-model-len {dep['max_model_len']}",
+            "extra_args": f"--max-model-len {dep['max_model_len']} {_COMMON_FLAGS} {serving['flags']}",
+            "env_vars": {name: f"lit:{value}" for name, value in serving["env"].items()},
         },
         "evaluation": {
             "nemo_evaluator_config": {"config": {"params": params}},
@@ -139,16 +227,32 @@ def _write_yaml(data: dict[str, Any], path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _launch(plan: list[dict[str, Any]]) -> None:
-    """Run the launcher for each model (needs the launcher and Docker/vLLM on the node)."""
-    import shutil
+def _launch(plan: list[dict[str, Any]], poll_seconds: int = 60) -> None:
+    """Submit every model's evaluation through the launcher's Slurm executor and wait for all of them."""
+    import time
 
-    if shutil.which(LAUNCHER) is None:
-        raise UserError(f"{LAUNCHER} is not installed here", hint="run eval in its container (resources.container)")
+    require("nemo_evaluator_launcher", "nemo-evaluator-launcher")
+    from nemo_evaluator_launcher.api.functional import get_status, run_eval
+    from nemo_evaluator_launcher.api.types import RunConfig
+
+    log = get_logger()
+    invocations = {}
     for entry in plan:
-        cmd = launcher_command(entry["config_path"])
-        get_logger().info("evaluating %s: %s", entry["label"], " ".join(cmd))
-        subprocess.run(cmd, check=True)
+        invocation = run_eval(RunConfig.from_hydra(config=entry["config_path"]))
+        if not invocation:
+            raise RuntimeError(f"{LAUNCHER} returned no invocation for {entry['label']}")
+        log.info("evaluating %s: invocation %s (%s)", entry["label"], invocation, entry["config_path"])
+        invocations[entry["label"]] = invocation
+    pending = dict(invocations)
+    while pending:
+        time.sleep(poll_seconds)
+        for label, invocation in list(pending.items()):
+            states = {job["status"] for job in get_status([invocation])}
+            if states <= DONE_STATES:
+                log.info("%s (%s) finished: %s", label, invocation, ", ".join(sorted(states)))
+                if states != {"success"}:
+                    raise RuntimeError(f"evaluation of {label} ended {sorted(states)} (invocation {invocation})")
+                del pending[label]
 
 
 def run(train_cfg: dict[str, Any], inputs: dict[str, Any], output_dir: Path) -> dict[str, Any]:
@@ -157,7 +261,7 @@ def run(train_cfg: dict[str, Any], inputs: dict[str, Any], output_dir: Path) -> 
     plan = build_eval_plan(train_cfg, inputs, output_dir)
     for entry in plan:
         _write_yaml(entry["config"], Path(entry["config_path"]))
-    _launch(plan)
+    _launch(plan, train_cfg["launcher"]["poll_seconds"])
     summary = summarize(plan, train_cfg["eval"]["tolerance"])
     if not any(summary["models"].values()):
         raise RuntimeError(f"the evaluator wrote no results under {output_dir}; nothing to publish")

@@ -78,3 +78,21 @@ CONTAINERS[RL_IMAGE] = Container(RL_IMAGE, _RL_PINS, _RL_SOURCE)
 # The SWE image is built FROM the RL image with NeMo-Gym venvs prefetched (same NeMo-RL tree):
 # NVIDIA-NeMo/Nemotron docs/nemotron/super3/rl/swe.md @e27b37133d65.
 CONTAINERS[RL_SWE_IMAGE] = Container(RL_SWE_IMAGE, _RL_PINS, _RL_SOURCE + "; swe.md (FROM the RL image)")
+
+
+# --- NeMo-Evaluator deployment (the eval stage) ---------------------------------------------------
+# The vLLM image nemo-evaluator-launcher deploys for Nemotron 3 Super, and its serving flags, as in the
+# evaluator's own Super example at a release tag: NVIDIA-NeMo/Evaluator tag nemo-evaluator-launcher-v0.2.4
+# packages/nemo-evaluator-launcher/examples/nemotron/nemotron-3-super/local_nemotron-3-super-120b-a12b.yaml
+# ("Container: vllm/vllm-openai:v0.15.1" for the BF16, FP8 and NVFP4 checkpoints).
+EVALUATOR_TAG = "nemo-evaluator-launcher-v0.2.4"
+EVALUATOR_PIN = Pin(
+    "nemo-evaluator-launcher", "0.2.4", "nemo_evaluator_launcher", "NVIDIA-NeMo/Evaluator", EVALUATOR_TAG
+)
+VLLM_EVAL_IMAGE = "vllm/vllm-openai:v0.15.1"
+CONTAINERS[VLLM_EVAL_IMAGE] = Container(
+    VLLM_EVAL_IMAGE,
+    (Pin("vllm", "0.15.1", "vllm", "vllm-project/vllm", "v0.15.1"),),
+    f"NVIDIA-NeMo/Evaluator {EVALUATOR_TAG} packages/nemo-evaluator-launcher/examples/nemotron/nemotron-3-super/"
+    "local_nemotron-3-super-120b-a12b.yaml",
+)

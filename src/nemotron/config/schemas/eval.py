@@ -11,9 +11,26 @@ class DeploymentSection(Strict):
     """How the model is served for evaluation (vLLM in the NeMo-Evaluator flow)."""
 
     type: str = "vllm"
+    image: str | None = None  # the vLLM image the evaluator deploys; pinned in nemotron.upstream.pins
     tensor_parallel: PositiveInt = 8
     data_parallel: PositiveInt = 1
     max_model_len: PositiveInt = 32768
+
+
+class LauncherSection(Strict):
+    """Where nemo-evaluator-launcher's Slurm executor submits the deployment + evaluation job.
+
+    The launcher connects to ``hostname`` over SSH and runs ``sbatch`` there; its job serves the
+    model with the pinned vLLM image and runs each task's harness container (pyxis), so no Docker is
+    needed anywhere. ``output_dir`` defaults to the stage's output directory (a shared filesystem).
+    """
+
+    hostname: str | None = None  # login node (required by the megatron backend)
+    username: str | None = None  # null = the launcher's default ($USER)
+    account: str | None = None
+    partition: str | None = None
+    walltime: str = "04:00:00"
+    poll_seconds: PositiveInt = 60  # how often the stage checks the launcher's job status
 
 
 class EvalSection(Strict):
@@ -26,3 +43,4 @@ class EvalSection(Strict):
 class EvalConfig(StageConfig):
     eval: EvalSection
     deployment: DeploymentSection = Field(default_factory=DeploymentSection)
+    launcher: LauncherSection = Field(default_factory=LauncherSection)
