@@ -145,3 +145,24 @@ def test_agent_needs_the_nemo_gym_format(tmp_path: Path) -> None:
     write_jsonl(src, [{"prompt": "p", "answer": "a"}])
     with pytest.raises(Exception, match="nemo_gym"):
         prepare_rl(rl_cfg([{"path": str(src), "agent": "x"}]), tmp_path / "out", progress=False)
+
+
+def test_tiny_gym_config_rows_are_read_by_the_tiny_grpo(tmp_path: Path) -> None:
+    """The CPU chain reads what the GPU chain reads: NeMo-Gym rows from `data prep rl -c tiny_gym`."""
+    import sys
+
+    from nemotron.config.loader import load_stage_config
+    from nemotron.paths import RECIPES_DIR
+    from nemotron.pipeline.stages import get_stage
+
+    sys.path.insert(0, str(RECIPES_DIR))
+    from super3.tiny.rl import read_prompts
+
+    cfg = load_stage_config(get_stage("data_prep.rl"), "tiny_gym").data
+    manifest = prepare_rl(cfg, tmp_path / "out", progress=False)
+    gym_rows = read_jsonl(tmp_path / "out" / "train.jsonl")
+    assert manifest["row_format"] == "nemo_gym" and [p for r in gym_rows for p in _gym_problems(r)] == []
+    assert {r["agent_ref"]["name"] for r in gym_rows} == {"math_simple_agent"}
+    rows = read_prompts(tmp_path / "out" / "train.jsonl")
+    source = {(r["prompt"], str(r["answer"])) for r in read_jsonl(TINY / "rl_prompts.jsonl")}
+    assert len(rows) == len(gym_rows) and {(r["prompt"], r["answer"]) for r in rows} <= source

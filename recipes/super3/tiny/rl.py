@@ -116,7 +116,10 @@ def plan_from_config(train_cfg: dict[str, Any]) -> GrpoPlan:
 
 
 def read_prompts(path: pathlib.Path, *, required: bool = True) -> list[dict[str, str]]:
-    """Rows ``{"prompt", "answer"}`` of an rl-data JSONL file (extra keys are dropped)."""
+    """Rows ``{"prompt", "answer"}`` of an rl-data JSONL file: ``{prompt, answer}`` rows or NeMo-Gym rows
+    (the formats the GPU path reads; one definition, ``nemotron.data_prep.rl.read_row``)."""
+    from nemotron.data_prep.rl import read_row
+
     if not path.exists():
         if required:
             raise UserError(f"RL data file {path} does not exist", hint="run `data prep rl` for this pipeline first")
@@ -126,10 +129,10 @@ def read_prompts(path: pathlib.Path, *, required: bool = True) -> list[dict[str,
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
-            rows.append({"prompt": str(record["prompt"]), "answer": str(record["answer"])})
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise UserError(f"{path}:{number} is not a {{prompt, answer}} JSON object ({exc})") from exc
+            prompt, answer, _agent = read_row(json.loads(line))
+            rows.append({"prompt": prompt, "answer": answer})
+        except ValueError as exc:  # json.JSONDecodeError is a ValueError
+            raise UserError(f"{path}:{number} is not an RL row ({exc})") from exc
     if required and not rows:
         raise UserError(f"RL data file {path} has no prompts")
     return rows

@@ -137,6 +137,35 @@ def gym_row(record: dict[str, Any], settings: dict[str, Any], agent: str | None)
     return row, ""
 
 
+def read_row(record: Any) -> tuple[str, str, str | None]:
+    """``(prompt, answer, agent)`` of one rl-data row in either format, for readers other than NeMo-RL.
+
+    prompt_answer rows give ``prompt`` / ``answer``; NeMo-Gym rows give the last user message of
+    ``responses_create_params.input`` and ``expected_answer`` (the field the math verifiers read), and
+    their ``agent_ref.name``. Raises ``ValueError`` naming what is missing.
+    """
+    if not isinstance(record, dict):
+        raise ValueError("not a JSON object")
+    if GYM_INPUT not in record:
+        prompt, answer = _text(record.get("prompt")), _text(record.get("answer"))
+        if prompt is None or answer is None:
+            raise ValueError("neither a {prompt, answer} row nor a NeMo-Gym row")
+        return prompt, answer, None
+    messages = (record[GYM_INPUT] or {}).get("input") if isinstance(record[GYM_INPUT], dict) else None
+    if not _messages_ok(messages):
+        raise ValueError(f"{GYM_INPUT}.input holds no messages")
+    if isinstance(messages, str):
+        prompt = messages
+    else:
+        users = [m for m in messages if m.get("role") == "user"]
+        prompt = _text((users or messages)[-1].get("content"))
+    answer = _text(record.get("expected_answer"))
+    if prompt is None or answer is None:
+        raise ValueError("a NeMo-Gym row without a text user message or expected_answer")
+    ref = record.get(GYM_AGENT)
+    return prompt, answer, ref.get("name") if isinstance(ref, dict) else None
+
+
 def _gym_split_key(row: dict[str, Any]) -> str:
     return json.dumps(row[GYM_INPUT], sort_keys=True, ensure_ascii=False)
 
