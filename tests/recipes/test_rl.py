@@ -231,3 +231,22 @@ def test_reference_is_read_at_the_tree_the_rl_container_ships():
     for source in NEMO_RL["sources"].values():
         if source.get("repo") == "NVIDIA-NeMo/RL":
             assert f"{source['branch']}@{source['commit']}" == NEMO_RL["ref"]
+
+
+def test_preflight_checks_the_nemo_rl_checkout(tmp_path):
+    cfg = resolved_config("rl.swe1", "default", tmp_path)
+    root = tmp_path / "nemo-rl"
+    with pytest.raises(UserError, match="not found"):
+        rl.preflight(cfg, root)
+    (root / "nemo_rl").mkdir(parents=True)
+    info = 'MAJOR = 0\nMINOR = 5\nPATCH = 0\nPRE_RELEASE = "{}"\n'
+    (root / "nemo_rl" / "package_info.py").write_text(info.format(""))
+    with pytest.raises(UserError, match="is 0.5.0, but"):  # the v0.5.0 release is not the super-v3 tree
+        rl.preflight(cfg, root)
+    (root / "nemo_rl" / "package_info.py").write_text(info.format("rc0"))
+    with pytest.raises(UserError, match="stage2_swe1.yaml"):
+        rl.preflight(cfg, root)
+    base = root / "examples" / "configs" / "super" / "stage2_swe1.yaml"
+    base.parent.mkdir(parents=True)
+    base.write_text("grpo: {}\n")
+    rl.preflight(cfg, root)

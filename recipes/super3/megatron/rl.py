@@ -564,13 +564,53 @@ def write_config(config: dict[str, Any], path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _launch(train_cfg: dict[str, Any], config_path: Path, output_dir: Path) -> None:
-    """Run NeMo-RL GRPO on the Ray cluster, then convert the last checkpoint to HF (Ray head only)."""
-    if not Path(NEMO_RL_DIR).is_dir():
+def nemo_rl_version(nemo_rl_dir: str | Path) -> str | None:
+    """The version string of a NeMo-RL checkout (``nemo_rl/package_info.py``: MAJOR.MINOR.PATCH + PRE_RELEASE)."""
+    path = Path(nemo_rl_dir) / "nemo_rl" / "package_info.py"
+    if not path.is_file():
+        return None
+    text = path.read_text()
+    parts = {k: re.search(rf'^{k}\s*=\s*"?([^"\n]*)"?', text, re.M) for k in ("MAJOR", "MINOR", "PATCH", "PRE_RELEASE")}
+    if not all(parts[k] for k in ("MAJOR", "MINOR", "PATCH")):
+        return None
+    pre = parts["PRE_RELEASE"].group(1).strip() if parts["PRE_RELEASE"] else ""
+    return ".".join(parts[k].group(1).strip() for k in ("MAJOR", "MINOR", "PATCH")) + pre
+
+
+def preflight(train_cfg: dict[str, Any], nemo_rl_dir: str | Path = NEMO_RL_DIR) -> None:
+    """Before Ray starts GRPO: the checkout is the NeMo-RL tree our config was checked against."""
+    from nemotron.upstream.pins import container
+
+    root = Path(nemo_rl_dir)
+    if not root.is_dir():
         raise UserError(
-            f"NeMo-RL checkout not found at {NEMO_RL_DIR}",
+            f"NeMo-RL checkout not found at {root}",
             hint="run RL in the nemo-rl container (resources.container) or set NEMO_RL_DIR",
         )
+    image = train_cfg["resources"].get("container") or ""
+    try:
+        pin = container(image).pin("nemo-rl")
+    except KeyError:
+        get_logger().warning("no pinned NeMo-RL version for container %r; not checking the checkout", image)
+        return
+    found = nemo_rl_version(root)
+    if found != pin.version:
+        raise UserError(
+            f"NeMo-RL at {root} is {found or 'of unknown version'}, but this config was checked against "
+            f"{pin.version} ({pin.repo} {pin.tag})",
+            hint=f"use the container {image} or update the pin and api_reference/nemo_rl.json together",
+        )
+    base = root / example_config(train_cfg)
+    if not base.is_file():
+        raise UserError(
+            f"NeMo-RL at {root} has no {example_config(train_cfg)} to overlay",
+            hint=f"the RL stages need NeMo-RL's {pin.tag.split('@')[0]} tree ({image})",
+        )
+
+
+def _launch(train_cfg: dict[str, Any], config_path: Path, output_dir: Path) -> None:
+    """Run NeMo-RL GRPO on the Ray cluster, then convert the last checkpoint to HF (Ray head only)."""
+    preflight(train_cfg)
     require("ray", "Ray")
     log = get_logger()
     cmd = grpo_command(train_cfg, config_path)
