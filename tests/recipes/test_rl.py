@@ -250,3 +250,19 @@ def test_preflight_checks_the_nemo_rl_checkout(tmp_path):
     base.parent.mkdir(parents=True)
     base.write_text("grpo: {}\n")
     rl.preflight(cfg, root)
+
+
+def test_dry_run_prints_the_nemo_rl_config_and_writes_library_yaml(tmp_path, monkeypatch, capsys):
+    """`super3 rl <stage> --dry-run`: library.yaml in the job dir holds every key NeMo-RL reads unconditionally."""
+    from tests.cli.conftest import run_cli
+
+    monkeypatch.setenv("NEMOTRON_HOME", str(tmp_path / "home"))
+    (tmp_path / "env.toml").write_text("")
+    monkeypatch.setenv("NEMOTRON_ENV_FILE", str(tmp_path / "env.toml"))
+    code, out, err = run_cli(["super3", "rl", "rlhf", "--dry-run"], capsys)
+    assert code == 0, err
+    (library,) = (tmp_path / "home" / "jobs").glob("*/rl.rlhf/library.yaml")
+    config = yaml.safe_load(library.read_text())
+    assert _missing_required(config, GYM_SCRIPT) == [] and tree_problems(config, NEMO_RL["master_config"]) == []
+    assert config["data"]["train"]["data_path"] == "<rl-rlhf-data:latest>/train.jsonl"
+    assert "library.yaml" in out and "val:total_reward/mean" in out
