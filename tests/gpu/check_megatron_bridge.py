@@ -527,7 +527,7 @@ def mcore_gpt_moe(report: Report, device: str, steps: int) -> str:
             num_moe_experts=4,
             moe_router_topk=2,
             moe_ffn_hidden_size=128,
-            moe_token_dispatcher_type="alltoall",
+            moe_token_dispatcher_type="alltoall" if device == "cuda" else "allgather",  # alltoall needs CUDA streams
             moe_aux_loss_coeff=1e-3,
             add_bias_linear=False,
             use_cpu_initialization=True,

@@ -40,7 +40,7 @@ WHEELS=(
   nvidia-modelopt==0.47.0        # megatron.bridge.models.conversion.auto_bridge imports modelopt.torch
   pulp==3.3.2 ninja nvidia-ml-py # modelopt.torch imports them (pulp 4 needs orloge; modelopt wants <4)
   omegaconf==2.4.0               # megatron.bridge.training.config / recipes
-  tensorboard tensorboard-data-server protobuf  # megatron.bridge.training.state: torch.utils.tensorboard
+  tensorboard tensorboard-data-server protobuf absl-py  # megatron.bridge.training.state: torch.utils.tensorboard
   pillow                         # megatron.bridge.recipes.common -> data.vlm_datasets.collate
   requests urllib3 charset-normalizer certifi  # modelopt.torch.utils.dataset_utils
   pydantic pydantic-core annotated-types typing-inspection  # nemotron.config (our translation's input)
