@@ -17,6 +17,7 @@ from typing import Any
 
 from nemotron.env.profiles import Profile
 from nemotron.env.secrets import is_secret_name
+from nemotron.errors import UserError
 from nemotron.execution.job import PreparedJob
 from nemotron.execution.node import NodeLayout, code_dir, launcher, node_python, uses_container
 from nemotron.execution.records import TITLE, nemo_experiment_id
@@ -37,6 +38,36 @@ class Placement:
 
     def node_task_dir(self, task: str) -> str:
         return os.path.join(self.node_exp_dir, task)
+
+
+def local_gpu_problem(stage_display: str, train_cfg: dict[str, Any], profile: Profile) -> str | None:
+    """Why the local executor cannot run this stage, or ``None`` when it can.
+
+    The megatron backend is GPU-only: its libraries live in the stage container, which the local
+    executor does not start, so it would launch ``gpus_per_node`` torchrun workers that each die on
+    ``import megatron.bridge``. Refusing before anything starts is one line instead of hundreds.
+    """
+    if profile.is_slurm or train_cfg.get("backend") != "megatron":
+        return None
+    res = train_cfg.get("resources") or {}
+    gpus = int(res.get("nodes") or 1) * int(res.get("gpus_per_node") or 0)
+    where = f" on {gpus} GPUs" if gpus else ""
+    container = f" in {res['container']}" if res.get("container") else ""
+    return (
+        f"stage '{stage_display}' runs the megatron (GPU) backend{where}{container}, "
+        f"which the local executor (profile '{profile.name}') cannot run"
+    )
+
+
+LOCAL_GPU_HINT = "use -c tiny for the CPU stand-in, or --run/--batch PROFILE with a slurm profile"
+
+
+def refuse_gpu_jobs_on_local(jobs: list[PreparedJob], profile: Profile) -> None:
+    """Raise ``UserError`` (exit 2) for the first job the local executor cannot run."""
+    for job in jobs:
+        problem = local_gpu_problem(job.stage.display, job.train_cfg, profile)
+        if problem:
+            raise UserError(problem, hint=LOCAL_GPU_HINT)
 
 
 def placement(experiment_id: str, profile: Profile) -> Placement:

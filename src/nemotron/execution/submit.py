@@ -35,6 +35,7 @@ from nemotron.execution.executors import (
     build_task,
     node_layout,
     placement,
+    refuse_gpu_jobs_on_local,
     task_name,
 )
 from nemotron.execution.job import PreparedJob
@@ -83,6 +84,7 @@ def submit(
     after submission (Slurm only) and prints how to follow the experiment.
     """
     _validate(jobs)
+    refuse_gpu_jobs_on_local(jobs, profile)
     if detach and not profile.is_slurm:
         raise UserError(
             f"profile '{profile.name}' runs jobs locally, which cannot be detached",

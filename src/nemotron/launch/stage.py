@@ -46,6 +46,11 @@ def launch_stage(
         profile_name=profile.name,
         cli_overrides=cli_overrides,
     )
+    from nemotron.execution.executors import LOCAL_GPU_HINT, local_gpu_problem
+
+    local_problem = local_gpu_problem(stage.display, resolved.data, profile)
+    if local_problem and not dry_run:
+        raise UserError(local_problem, hint=LOCAL_GPU_HINT)
     registry = Registry(env_file.artifacts_root)
     statuses = check_inputs(stage, resolved.data.get("run") or {}, registry)
     problem = first_problem(statuses)
@@ -65,9 +70,10 @@ def launch_stage(
         from nemotron.launch.plan import print_plan
 
         print_plan(resolved, job, profile, statuses)
-        if problem:
-            # planning ahead of upstream stages is legitimate; submitting now would be refused
-            sys.stderr.write(f"warning: submitting now would fail: {problem}\n")
+        for reason in (local_problem, problem):
+            if reason:
+                # planning ahead (another profile, upstream stages) is legitimate; submitting now would be refused
+                sys.stderr.write(f"warning: submitting now would fail: {reason}\n")
         return 0
     return _submit([job], profile, detach)
 
