@@ -543,7 +543,10 @@ def mcore_gpt_moe(report: Report, device: str, steps: int) -> str:
             vocab_size=vocab,
             max_sequence_length=seq,
             position_embedding_type="rope",
-        ).to(device)
+        )
+        # Megatron trains bf16 through Float16Module, which casts the whole module; the local spec's
+        # torch LayerNorm is created in float32 whatever params_dtype says, so cast the same way here.
+        model = model.to(device=device, dtype=torch.bfloat16 if device == "cuda" else torch.float32)
         tokens = fixed_batch(vocab, batch, seq, device)
         inputs, labels = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
         position_ids = torch.arange(seq, device=device).unsqueeze(0).expand(batch, -1)
