@@ -7,9 +7,11 @@ parsed with numpy (format in DESIGN.md) and token streams are memory-mapped.
 Conventions:
 - pretrain windows are ``seq_length + 1`` tokens (inputs + next-token labels), sampled
   deterministically from ``(seed, step)`` so a resumed run sees exactly the batches it would have.
-- SFT ``loss_mask[i] == 1`` means token ``i`` is a training target (an assistant token); the label of
-  position ``i`` is token ``i`` and the model predicts it from positions ``< i``. Packed rows are split
-  back into their sequences (``seq_start_id``) so no sequence ever attends across a boundary.
+- packed SFT rows are read with ``nemotron.data_prep.packed_format.sequences``, the one reader of the
+  format, which applies Megatron-Bridge's slicing rule: per sequence ``[s, e)`` the labels are
+  ``input_ids[s+1:e]`` and ``loss_mask[s:e-1]`` gates them (the mask is stored label-aligned), with the
+  mask zeroed where the input token is EOS. Rows are split back into their sequences so no sequence
+  ever attends across a boundary.
 """
 
 from __future__ import annotations
@@ -169,25 +171,21 @@ class WindowSampler:
 class SftSequence:
     """One chat sequence recovered from a packed row."""
 
-    input_ids: np.ndarray
-    loss_mask: np.ndarray
+    input_ids: np.ndarray  # the whole sequence input_ids[s:e]
+    label_mask: np.ndarray  # len - 1 entries: label_mask[j] == 1 trains token j+1 (predicted at position j)
 
 
-def unpack_row(input_ids: Sequence[int], loss_mask: Sequence[int], seq_start_id: Sequence[int]) -> list[SftSequence]:
-    """Split one packed row into its sequences at ``seq_start_id`` (start offsets).
+def unpack_row(
+    input_ids: Sequence[int], loss_mask: Sequence[int], seq_start_id: Sequence[int], eos_id: int | None = None
+) -> list[SftSequence]:
+    """Split one packed row into its sequences exactly as Megatron-Bridge does (``packed_format.sequences``)."""
+    from nemotron.data_prep.packed_format import sequences
 
-    An end offset equal to the row length is tolerated (some packers append it); empty segments
-    are dropped. Trailing padding after the last sequence stays with it but carries loss_mask 0.
-    """
-    ids = np.asarray(input_ids, dtype=np.int64)
-    mask = np.asarray(loss_mask).astype(np.int8)
-    if ids.shape != mask.shape:
-        raise UserError(f"packed row has {len(ids)} input_ids but {len(mask)} loss_mask entries")
-    starts = sorted({int(s) for s in seq_start_id if 0 <= int(s) < len(ids)})
-    if not starts or starts[0] != 0:
-        starts = [0, *starts]
-    bounds = [*starts, len(ids)]
-    return [SftSequence(ids[a:b], mask[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+    try:
+        parts = sequences(input_ids, loss_mask, seq_start_id, eos_id=eos_id)
+    except ValueError as exc:
+        raise UserError(f"bad packed SFT row: {exc}", hint="re-run data prep sft") from None
+    return [SftSequence(p.input_ids, p.loss_mask.astype(np.int8)) for p in parts]
 
 
 def sft_split_files(data_dir: str | pathlib.Path, split: str = "train") -> list[pathlib.Path]:
@@ -203,11 +201,11 @@ def sft_split_files(data_dir: str | pathlib.Path, split: str = "train") -> list[
 
 
 def read_sft_packs(
-    data_dir: str | pathlib.Path, max_length: int | None = None, split: str = "train"
+    data_dir: str | pathlib.Path, max_length: int | None = None, split: str = "train", eos_id: int | None = None
 ) -> list[list[SftSequence]]:
     """One split's packed rows, each unpacked into its sequences (sequences without targets dropped,
-    longer ones cut to ``max_length``)."""
-    import pyarrow.parquet as pq
+    longer ones cut to ``max_length``); ``eos_id`` as Megatron-Bridge's tokenizer EOS."""
+    from nemotron.data_prep.packed_format import read_rows
 
     data_dir = pathlib.Path(data_dir)
     files = sft_split_files(data_dir, split)
@@ -217,14 +215,12 @@ def read_sft_packs(
         raise UserError(f"no Parquet files in {data_dir}", hint="pass an sft-data artifact from data prep")
     packs: list[list[SftSequence]] = []
     for f in files:
-        table = pq.read_table(f, columns=["input_ids", "loss_mask", "seq_start_id"])
-        cols = table.to_pydict()
-        for ids, mask, starts in zip(cols["input_ids"], cols["loss_mask"], cols["seq_start_id"], strict=True):
+        for ids, mask, starts in read_rows(f):
             pack = []
-            for s in unpack_row(ids, mask, starts):
+            for s in unpack_row(ids, mask, starts, eos_id):
                 if max_length is not None and len(s.input_ids) > max_length:
-                    s = SftSequence(s.input_ids[:max_length], s.loss_mask[:max_length])
-                if s.loss_mask[1:].any():
+                    s = SftSequence(s.input_ids[:max_length], s.label_mask[: max_length - 1])
+                if s.label_mask.any():
                     pack.append(s)
             if pack:
                 packs.append(pack)
@@ -234,18 +230,18 @@ def read_sft_packs(
 
 
 def read_sft_sequences(
-    data_dir: str | pathlib.Path, max_length: int | None = None, split: str = "train"
+    data_dir: str | pathlib.Path, max_length: int | None = None, split: str = "train", eos_id: int | None = None
 ) -> list[SftSequence]:
     """All sequences of one split, unpacked, in file/row order."""
-    return [s for pack in read_sft_packs(data_dir, max_length, split) for s in pack]
+    return [s for pack in read_sft_packs(data_dir, max_length, split, eos_id) for s in pack]
 
 
 def collate_sft(seqs: Sequence[SftSequence], pad_id: int) -> dict[str, Any]:
     """Right-pad sequences into one batch.
 
     Returns ``input_ids``, ``attention_mask`` (1 on real tokens) and ``labels`` shifted for
-    next-token prediction: ``labels[t]`` is token ``t+1`` when its loss_mask is 1, else -100 (also on
-    padding and the last position). Right padding keeps real-token outputs exact: every layer is
+    next-token prediction: ``labels[t]`` is token ``t+1`` when ``label_mask[t]`` is 1, else -100 (also
+    on padding and the last position) -- Megatron-Bridge's labels and loss mask, position for position. Right padding keeps real-token outputs exact: every layer is
     causal, so padding after a sequence cannot reach it.
     """
     import torch
@@ -259,8 +255,8 @@ def collate_sft(seqs: Sequence[SftSequence], pad_id: int) -> dict[str, Any]:
         t = torch.from_numpy(s.input_ids.astype(np.int64))
         ids[r, :n] = t
         attn[r, :n] = 1
-        keep = torch.from_numpy(s.loss_mask.astype(bool))
-        labels[r, : n - 1] = torch.where(keep[1:], t[1:], torch.full_like(t[1:], IGNORE_INDEX))
+        keep = torch.from_numpy(s.label_mask[: n - 1].astype(bool))
+        labels[r, : n - 1] = torch.where(keep, t[1:], torch.full_like(t[1:], IGNORE_INDEX))
     return {"input_ids": ids, "attention_mask": attn, "labels": labels}
 
 

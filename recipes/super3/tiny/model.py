@@ -22,14 +22,10 @@ log = logging.getLogger(__name__)
 # Megatron hybrid-pattern symbol -> HF NemotronH block type.
 PATTERN_TO_BLOCK = {"M": "linear_attention", "E": "moe", "*": "full_attention", "-": "mlp"}
 
-# The chat format of the tiny pipeline (docs: tiny_common): one turn is
-# `<|im_start|>{role}\n{content}<|im_end|>\n`; a generation prompt ends with `<|im_start|>assistant\n`.
-CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
+# The chat format of the tiny pipeline: the shipped template (system, <think>, tool calls; see the file),
+# which renders a plain user/assistant chat as `<|im_start|>{role}\n{content}<|im_end|>\n` and ends a
+# generation prompt with `<|im_start|>assistant\n`. Data prep renders SFT chats with the same file.
+CHAT_TEMPLATE_FILE = pathlib.Path(__file__).resolve().parents[1] / "assets" / "tiny" / "chat_template.jinja"
 EOS_TOKEN = "<|endoftext|>"
 IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"
@@ -211,7 +207,8 @@ def load_tokenizer(path: str | os.PathLike[str]):
     tok.bos_token = EOS_TOKEN
     tok.padding_side = "right"
     if not getattr(tok, "chat_template", None):
-        tok.chat_template = CHAT_TEMPLATE
+        sibling = (p if p.is_dir() else p.parent) / CHAT_TEMPLATE_FILE.name
+        tok.chat_template = (sibling if sibling.is_file() else CHAT_TEMPLATE_FILE).read_text(encoding="utf-8")
     return tok
 
 

@@ -62,8 +62,9 @@ def run(train_cfg: dict[str, Any], inputs: dict[str, Any], output_dir: pathlib.P
     model, tokenizer = tiny_model.load_model(inputs["model"].path)
     pad_id = tokenizer.pad_token_id
     max_len = int(train.get("seq_length", 4096))
-    packs = tiny_data.read_sft_packs(inputs["data"].path, max_length=max_len)
-    valid = tiny_data.read_sft_sequences(inputs["data"].path, max_length=max_len, split="valid")
+    eos = tokenizer.eos_token_id  # Megatron-Bridge zeroes the loss where the input token is its tokenizer's EOS
+    packs = tiny_data.read_sft_packs(inputs["data"].path, max_length=max_len, eos_id=eos)
+    valid = tiny_data.read_sft_sequences(inputs["data"].path, max_length=max_len, split="valid", eos_id=eos)
     top = max(int(s.input_ids.max()) for s in [*(s for p in packs for s in p), *valid])
     if top >= model.config.vocab_size:
         raise UserError(

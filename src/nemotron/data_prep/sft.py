@@ -1,22 +1,23 @@
-"""``data prep sft``: chat conversations -> template -> tokens + loss mask -> packed Parquet.
+"""``data prep sft``: chat conversations -> chat template -> tokens + loss mask -> packed Parquet.
 
-Output per shard and split: ``shards/<key>/<split>.parquet`` with one row per pack and columns
-``input_ids`` (list<int32>, the packed sequences back to back, no padding), ``loss_mask``
-(list<int8>, aligned with input_ids: 1 where that token is a training target, i.e. assistant
-content and its end-of-turn marker) and ``seq_start_id`` (list<int32>, start offset of each
-sequence in the pack; the next start, or the pack length, ends it). Consumers pad each pack to
-``pack.size`` (``manifest.json`` gives ``pad_id``) and shift the mask by one for next-token labels.
-Packing efficiency (padding fraction at ``pack.size``) is reported in the manifest.
+Conversations (OpenAI ``messages`` with tool calls and reasoning, or ShareGPT ``conversations``; JSONL
+or Parquet) are rendered with the tokenizer's own Jinja chat template (``nemotron.data_prep.chat``;
+``tokenizer.chat_template=per_turn`` is the explicit fallback), split into training samples, and
+packed best-fit-decreasing into ``pack.size``. The output format, including the label-aligned loss
+mask Megatron-Bridge reads, is defined in ``nemotron.data_prep.packed_format``. Packing efficiency
+and throughput (conversations/s, tokens/s) are reported in the manifest.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 from nemotron.data_prep.atomic import atomic_open
-from nemotron.data_prep.chat import BadConversation, tokenize_conversation
+from nemotron.data_prep.chat import BadConversation, PerTurnEncoder, TemplateEncoder, parse_record, training_samples
 from nemotron.data_prep.common import tokenizer_summary, validate
+from nemotron.data_prep.packed_format import COLUMNS
 from nemotron.data_prep.packing import best_fit_decreasing
 from nemotron.data_prep.plan import Plan, Shard
 from nemotron.data_prep.runner import (
@@ -56,27 +57,34 @@ def prepare_sft(
 
     spec = resolve_spec(cfg.tokenizer)
     tok = get_tokenizer(spec)
-    template = cfg.tokenizer.chat_template
-    for marker in filter(None, (template.end_of_turn,)):
-        ids, _ = tok.encode_with_offsets(marker)
-        if len(ids) != 1:
-            from nemotron.errors import UserError
+    template_setting = cfg.tokenizer.chat_template
+    per_turn = cfg.tokenizer.per_turn
+    if template_setting == "per_turn":
+        template: dict[str, Any] = {"kind": "per_turn", **per_turn.model_dump()}
+        _check_single_token(tok, spec, per_turn.end_of_turn)
+    else:
+        from nemotron.data_prep.chat_template import compiled, find_template, special_tokens
 
-            raise UserError(
-                f"chat template marker {marker!r} is not a single token of {spec.path}",
-                hint="add it to the tokenizer's special tokens (tiktoken: tokenizer.special_tokens)",
-            )
+        source, text = find_template(spec.path, template_setting)
+        compiled(text)  # a syntax error is a one-line UserError here, before any worker starts
+        template = {"kind": "jinja", "source": source, "template": text, "special_tokens": special_tokens(spec.path)}
     settings = {
         "messages_field": cfg.data.messages_field,
+        "tools_field": cfg.data.tools_field,
+        "kwargs_field": cfg.data.kwargs_field,
         "fractions": {"valid": cfg.data.valid_fraction},
         "seed": cfg.seed,
         "tokenizer": spec.describe(),
         "vocab_size": tok.vocab_size,
         "pad_id": tok.pad_id(),
-        "chat_template": template.model_dump(),
+        "eod_id": tok.eod_id,
+        "chat_template": template,
+        "template_kwargs": [cfg.chat.template_kwargs | spec_in.chat_template_kwargs for spec_in in cfg.data.inputs],
+        "multi_turn_reasoning": cfg.chat.multi_turn_reasoning,
+        "thinking_from_data": cfg.chat.thinking_from_data,
         "pack_size": cfg.pack.size,
         "truncate": cfg.pack.truncate,
-        "format_version": 1,
+        "format_version": 2,  # 2: loss_mask stored label-aligned (packed_format)
     }
     return run_stage(
         STAGE, cfg, out, settings, process_shard, _finalize,
@@ -84,51 +92,82 @@ def prepare_sft(
     )  # fmt: skip
 
 
+def _check_single_token(tok: Any, spec: Any, marker: str) -> None:
+    ids, _ = tok.encode_with_offsets(marker)
+    if marker and len(ids) != 1:
+        from nemotron.errors import UserError
+
+        raise UserError(
+            f"chat template marker {marker!r} is not a single token of {spec.path}",
+            hint="add it to the tokenizer's special tokens (tiktoken: tokenizer.special_tokens)",
+        )
+
+
+def make_encoder(settings: dict[str, Any], tok: Any) -> TemplateEncoder | PerTurnEncoder:
+    """The conversation encoder a worker uses (the compiled template is cached per process)."""
+    from nemotron.config.schemas.data_prep import ChatTemplate
+    from nemotron.data_prep.chat_template import ChatRenderer
+
+    template = dict(settings["chat_template"])
+    if template.pop("kind") == "per_turn":
+        return PerTurnEncoder(ChatTemplate.model_validate(template), tok)
+    return TemplateEncoder(ChatRenderer(template["template"], template["special_tokens"]), tok)
+
+
 def process_shard(job: ShardJob, shard: Shard, counters: Counters) -> dict[str, Any]:
-    """Tokenize, mask and pack one shard; one Parquet file per split. Runs in a worker process."""
+    """Render, mask and pack one shard; one Parquet file per split. Runs in a worker process."""
     import json as _json
 
     import numpy as np
 
-    from nemotron.config.schemas.data_prep import ChatTemplate
-
     assert job.tokenizer is not None
+    started = time.monotonic()
     tok = get_tokenizer(job.tokenizer)
     s = job.settings
-    template = ChatTemplate.model_validate(s["chat_template"])
+    encoder = make_encoder(s, tok)
+    dataset_kwargs = s["template_kwargs"][shard.dataset]
     size = s["pack_size"]
-    field = s["messages_field"]
+    fields = [s["messages_field"], "conversations", s["tools_field"], s["kwargs_field"]]
     assign = make_assigner(s["seed"], s["fractions"])
     splits = split_names(s["fractions"])
     seqs: dict[str, list[tuple[Any, Any]]] = {name: [] for name in splits}
-    extra = {"truncated": 0, "dropped_too_long": 0, "dropped_no_target": 0}
+    extra = {"truncated": 0, "dropped_too_long": 0, "dropped_no_target": 0, "conversations": 0, "samples": 0}
     bad = BadRows()
-    reader = ChunkReader(shard.piece, [field], bad, batch_rows=512)
+    reader = ChunkReader(shard.piece, fields, bad, batch_rows=512)
     for records, nbytes in reader.chunks():
         docs = tokens = 0
         for where, record in records:
-            messages = record.get(field)
-            if messages is None:
-                bad.add("missing_field", where)
-                continue
             try:
-                ids, mask = tokenize_conversation(tok, messages, template)
+                conv = parse_record(record, s["messages_field"], s["tools_field"], s["kwargs_field"])
+                kwargs = dataset_kwargs | conv.kwargs
+                samples = training_samples(conv.messages, s["multi_turn_reasoning"])
+                if s["thinking_from_data"] and "enable_thinking" not in kwargs:
+                    from nemotron.data_prep.chat import has_reasoning
+
+                    kwargs = kwargs | {"enable_thinking": has_reasoning(conv.messages)}
+                encoded = [encoder.encode(msgs, first, conv.tools, kwargs) for msgs, first in samples]
             except BadConversation as err:
                 bad.add(str(err.args[0]), where)
                 continue
-            if len(ids) > size:
-                if not s["truncate"]:
-                    extra["dropped_too_long"] += 1
-                    continue
-                ids, mask = ids[:size], mask[:size]
-                extra["truncated"] += 1
-                if not mask.any():
-                    extra["dropped_no_target"] += 1
-                    continue
-            key = _json.dumps(messages, sort_keys=True, ensure_ascii=False)
-            seqs[assign(key)].append((ids, mask))
+            if not encoded:
+                bad.add("no_trained_turn", where)
+                continue
+            split = assign(_json.dumps(conv.messages, sort_keys=True, ensure_ascii=False, default=str))
+            extra["conversations"] += 1
+            for ids, mask in encoded:
+                if len(ids) > size:
+                    if not s["truncate"]:
+                        extra["dropped_too_long"] += 1
+                        continue
+                    ids, mask = ids[:size], mask[:size]
+                    extra["truncated"] += 1
+                    if not mask[1:].any():  # the first token is never a label
+                        extra["dropped_no_target"] += 1
+                        continue
+                seqs[split].append((ids, mask))
+                extra["samples"] += 1
+                tokens += len(ids)
             docs += 1
-            tokens += len(ids)
         counters.add(nbytes, docs, tokens)
 
     outputs: dict[str, Any] = {}
@@ -143,9 +182,11 @@ def process_shard(job: ShardJob, shard: Shard, counters: Counters) -> dict[str, 
             "sequences": len(items),
             "packs": len(packs),
             "tokens": n_tokens,
-            "target_tokens": int(sum(int(np.count_nonzero(m)) for _, m in items)),
+            "target_tokens": int(sum(int(np.count_nonzero(m[1:])) for _, m in items)),
             "pad_tokens": len(packs) * size - n_tokens,
         }
+    extra["template_fallbacks"] = encoder.fallbacks
+    extra["seconds"] = round(time.monotonic() - started, 3)
     return shard_result(
         job, shard, outputs, reader, bad, split_stats,
         docs=sum(v["sequences"] for v in split_stats.values()),
@@ -155,42 +196,14 @@ def process_shard(job: ShardJob, shard: Shard, counters: Counters) -> dict[str, 
 
 
 def _write_packs(path: Path, items: list[tuple[Any, Any]], packs: list[list[int]]) -> dict[str, Any]:
-    """One Parquet row per pack, built from flat arrays + offsets (no per-token Python objects)."""
-    import numpy as np
+    """One Parquet row per pack (``packed_format``), written atomically with its hash."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    ids_parts, mask_parts, starts_parts = [], [], []
-    tok_offsets = [0]
-    start_offsets = [0]
-    for pack in packs:
-        pos = 0
-        starts = []
-        for i in pack:
-            ids, mask = items[i]
-            ids_parts.append(ids)
-            mask_parts.append(mask)
-            starts.append(pos)
-            pos += len(ids)
-        starts_parts.append(np.asarray(starts, dtype=np.int32))
-        tok_offsets.append(tok_offsets[-1] + pos)
-        start_offsets.append(start_offsets[-1] + len(starts))
+    from nemotron.data_prep.packed_format import write_packs
 
-    def flat(parts: list[Any], dtype: Any) -> Any:
-        return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype=dtype)
-
-    offsets = pa.array(np.asarray(tok_offsets, dtype=np.int32))
-    table = pa.table(
-        {
-            "input_ids": pa.ListArray.from_arrays(offsets, pa.array(flat(ids_parts, np.int32))),
-            "loss_mask": pa.ListArray.from_arrays(offsets, pa.array(flat(mask_parts, np.int8))),
-            "seq_start_id": pa.ListArray.from_arrays(
-                pa.array(np.asarray(start_offsets, dtype=np.int32)), pa.array(flat(starts_parts, np.int32))
-            ),
-        }
-    )
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
+    pq.write_table(write_packs(items, packs), sink, compression="zstd")
     with atomic_open(path) as writer:
         writer.write(memoryview(sink.getvalue()))
     return {"size": writer.size, "sha256": writer.hexdigest(), "rows": len(packs)}
@@ -221,11 +234,16 @@ def _finalize(plan: Plan, receipts: list[dict[str, Any]], out: Path) -> dict[str
             "padding_fraction": round(pad / (packs * size), 6) if packs else 0.0,
         }
     total_pad = sum(v["pad_tokens"] for v in splits.values())
+    conversations = sum(r["stats"]["conversations"] for r in receipts)
+    worker_s = sum(r["stats"]["seconds"] for r in receipts)
+    tokens_all = sum(v["tokens"] for v in splits.values())
     total_slots = sum(v["packs"] for v in splits.values()) * size
     return {
         "kind": "sft-data",
         "format": "packed-parquet",
-        "columns": ["input_ids", "loss_mask", "seq_start_id"],
+        "columns": list(COLUMNS),
+        "loss_mask_alignment": "label",  # loss_mask[j] gates label j (= token j+1), as Megatron-Bridge reads it
+        "eod_id": s["eod_id"],
         "pack_size": size,
         "pad_id": s["pad_id"],
         "padding_fraction": round(total_pad / total_slots, 6) if total_slots else 0.0,
@@ -233,10 +251,18 @@ def _finalize(plan: Plan, receipts: list[dict[str, Any]], out: Path) -> dict[str
         "truncated": sum(r["stats"]["truncated"] for r in receipts),
         "dropped_too_long": sum(r["stats"]["dropped_too_long"] for r in receipts),
         "dropped_no_target": sum(r["stats"]["dropped_no_target"] for r in receipts),
+        "num_conversations": conversations,
         "num_sequences": sum(v["sequences"] for v in splits.values()),
+        "template_fallbacks": sum(r["stats"]["template_fallbacks"] for r in receipts),
+        # per second of one worker process (shards run in parallel; wall-clock rates are in the run report)
+        "throughput": {
+            "worker_seconds": round(worker_s, 3),
+            "conversations_per_s": round(conversations / worker_s, 1) if worker_s else 0.0,
+            "tokens_per_s": round(tokens_all / worker_s, 1) if worker_s else 0.0,
+        },
         "num_tokens": sum(v["tokens"] for v in splits.values()),
         "splits": splits,
         "tokenizer": tokenizer_summary(s),
-        "chat_template": s["chat_template"],
+        "chat_template": {k: v for k, v in s["chat_template"].items() if k != "template"},
         "files": output_hashes(receipts),
     }

@@ -8,6 +8,8 @@
   tiny model learns the answer format in SFT), mixed with short echo / fact / counting tasks.
 - tokenizer.json: a byte-level BPE (HF ``tokenizers``, 4096 ids) trained on both, with special
   tokens ``<|endoftext|>`` (EOD), ``<|im_start|>``, ``<|im_end|>``, ``<pad>``.
+- chat_template.jinja is hand-written (not generated): the tiny chat template of Nemotron 3's shape;
+  transformers and data prep both read it from this directory.
 The committed files are the output of this script (Python 3.11 docstrings); the tests only read them.
 """
 
@@ -24,10 +26,6 @@ CORPUS_BYTES = 400_000
 NUM_CHATS = 2000
 VOCAB_SIZE = 4096
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<pad>"]
-CHAT_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
-    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
 MODULES = [
     "abc",
     "argparse",
@@ -243,7 +241,6 @@ def main() -> None:
         "pad_token": "<pad>",
         "model_max_length": 256,
         "clean_up_tokenization_spaces": False,
-        "chat_template": CHAT_TEMPLATE,
     }
     (HERE / "tokenizer_config.json").write_text(json.dumps(config, indent=1) + "\n")
     print(f"{len(docs)} docs, {len(conversations)} chats, vocab {tok.get_vocab_size()}")

@@ -64,8 +64,17 @@ class PretrainDataSection(DataSection):
         return self
 
 
+class SftInputSpec(InputSpec):
+    """An SFT dataset; ``chat_template_kwargs`` apply to its rows (row-level kwargs win)."""
+
+    chat_template_kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
 class SftDataSection(DataSection):
-    messages_field: str = "messages"
+    inputs: list[SftInputSpec] = Field(min_length=1)  # type: ignore[assignment]
+    messages_field: str = "messages"  # OpenAI messages; ShareGPT `conversations` (from/value) is read too
+    tools_field: str = "tools"  # per-row tool definitions, passed to the template as `tools`
+    kwargs_field: str = "chat_template_kwargs"  # per-row template kwargs (e.g. enable_thinking)
     shard_size_mb: PositiveFloat = 64.0
 
     @model_validator(mode="after")
@@ -150,9 +159,34 @@ class ChatTemplate(Strict):
 
 
 class SftTokenizerSection(TokenizerSection):
+    """``chat_template``: ``auto`` = the tokenizer's own (``chat_template.jinja`` or ``tokenizer_config.json``
+    next to ``tokenizer.json``), a path to a Jinja file, or ``per_turn`` = the ``per_turn`` fallback."""
+
     special_tokens: list[str] = Field(default_factory=lambda: ["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
     add_special_tokens: bool = False
-    chat_template: ChatTemplate = Field(default_factory=ChatTemplate)
+    chat_template: str = Field("auto", min_length=1)
+    per_turn: ChatTemplate = Field(default_factory=ChatTemplate)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_per_turn_mapping(cls, value: Any) -> Any:
+        """Configs written before the Jinja path gave ``chat_template: {turn: ...}``: that is ``per_turn``."""
+        if isinstance(value, dict) and isinstance(value.get("chat_template"), dict):
+            value = dict(value)
+            value["per_turn"] = value.pop("chat_template")
+            value["chat_template"] = "per_turn"
+        return value
+
+
+class ChatSection(Strict):
+    """How conversations become samples (see ``nemotron.data_prep.chat``)."""
+
+    template_kwargs: dict[str, Any] = Field(default_factory=dict)  # every row (dataset and row kwargs win)
+    # split: one sample per user turn when a conversation has reasoning (the reference recipe's way);
+    # last: one sample training only the turns after the last user turn.
+    multi_turn_reasoning: Literal["split", "last"] = "split"
+    # The reference recipe renders a row with enable_thinking = (the row has reasoning) unless kwargs set it.
+    thinking_from_data: bool = True
 
 
 class PackSection(Strict):
@@ -181,6 +215,7 @@ class DataPrepSftConfig(_DataPrepConfig):
 
     data: SftDataSection
     tokenizer: SftTokenizerSection
+    chat: ChatSection = Field(default_factory=ChatSection)
     pack: PackSection = Field(default_factory=PackSection)
 
 
