@@ -12,6 +12,7 @@ import pytest
 
 from nemotron.config.schemas.data_prep import ChatTemplate
 from nemotron.data_prep.chat import tokenize_conversation
+from nemotron.data_prep.packed_format import sequences as mb_sequences
 from nemotron.data_prep.packing import best_fit_decreasing
 from nemotron.data_prep.sft import prepare_sft
 from nemotron.data_prep.tokenizer import get_tokenizer, resolve_spec
@@ -44,11 +45,12 @@ def load_packs(out: Path, manifest: dict, split: str = "train") -> list[dict]:
 
 
 def sequences(packs: list[dict]):
+    """(ids, token-aligned mask) per sequence, read with Megatron-Bridge's slicing rule: the label
+    ``input_ids[s+1:e][j]`` is trained iff ``loss_mask[s:e-1][j]``; the first token is never a label."""
     for pack in packs:
-        ids, mask, starts = pack["input_ids"], pack["loss_mask"], pack["seq_start_id"]
-        ends = starts[1:] + [len(ids)]
-        for a, b in zip(starts, ends, strict=True):
-            yield ids[a:b], mask[a:b]
+        for seq in mb_sequences(pack["input_ids"], pack["loss_mask"], pack["seq_start_id"]):
+            ids = seq.input_ids.tolist()
+            yield ids, [0, *seq.loss_mask.tolist()]
 
 
 def test_tiny_chats_mask_only_assistant_turns(tmp_path: Path) -> None:
@@ -64,21 +66,34 @@ def test_tiny_chats_mask_only_assistant_turns(tmp_path: Path) -> None:
     seen, want = Counter(), Counter()
     for chat in chats:
         text = "".join(CHATML.format(**m) for m in chat["messages"])
-        target = "".join(m["content"] + "<|im_end|>" for m in chat["messages"] if m["role"] == "assistant")
+        # the reference recipe's convention: content, <|im_end|> and the newline after it
+        target = "".join(m["content"] + "<|im_end|>\n" for m in chat["messages"] if m["role"] == "assistant")
         want[(text, target)] += 1
     for pack in packs:
         assert len(pack["input_ids"]) == len(pack["loss_mask"]) <= 256
         starts = pack["seq_start_id"]
         assert starts[0] == 0 and all(a < b for a, b in zip(starts, starts[1:], strict=False))
+    for pack in packs:  # stored label-aligned: each sequence's last entry gates nothing
+        ends = [*pack["seq_start_id"][1:], len(pack["input_ids"])]
+        assert all(pack["loss_mask"][e - 1] == 0 for e in ends)
     for ids, mask in sequences(packs):
         text = tok.decode(ids, skip_special_tokens=False)
         trained = tok.decode([t for t, m in zip(ids, mask, strict=True) if m], skip_special_tokens=False)
         assert ids == tok.encode(text).ids  # exactly the tokens of the fully rendered conversation
         seen[(text, trained)] += 1
-    assert seen == want  # every conversation once; trained tokens = assistant contents + <|im_end|>
+    assert seen == want  # every conversation once; trained tokens = assistant contents + <|im_end|>\n
     padding = sum(256 - len(p["input_ids"]) for p in packs) / (256 * len(packs))
     assert manifest["splits"]["train"]["padding_fraction"] == pytest.approx(padding, abs=1e-6)
     assert manifest["pad_id"] == 3 and manifest["pack_size"] == 256
+
+
+def test_tiny_chats_render_with_the_shipped_template() -> None:
+    """The tiny chain's data prep and model read the same template file (chat_template.jinja)."""
+    from transformers import AutoTokenizer
+
+    hf = AutoTokenizer.from_pretrained(str(TINY))
+    chat = read_jsonl(TINY / "chats.jsonl")[1]["messages"]
+    assert hf.apply_chat_template(chat, tokenize=False) == "".join(CHATML.format(**m) for m in chat)
 
 
 def test_addition_turns_are_single_targets(tmp_path: Path) -> None:
@@ -87,7 +102,7 @@ def test_addition_turns_are_single_targets(tmp_path: Path) -> None:
                                        "pattern": None, "special_tokens": [], "add_special_tokens": False})())  # fmt: skip
     tok = get_tokenizer(spec)
     messages = [{"role": "user", "content": "What is 7 + 8?"}, {"role": "assistant", "content": "15"}]
-    ids, mask = tokenize_conversation(tok, messages, ChatTemplate())
+    ids, mask = tokenize_conversation(tok, messages, ChatTemplate())  # the per-turn fallback
     trained = [int(i) for i, m in zip(ids, mask, strict=True) if m]
     assert trained == tok.encode_with_offsets("15<|im_end|>")[0]
     adds = [m for c in read_jsonl(TINY / "chats.jsonl") for m in c["messages"] if m["content"].startswith("What is ")]
@@ -132,7 +147,10 @@ def test_padding_at_4096_on_multiturn_chats_is_at_most_2_percent(tmp_path: Path)
         [str(src)],
         need(GPT2_TIKTOKEN),
         4096,
-        tokenizer={"special_tokens": ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]},
+        tokenizer={
+            "special_tokens": ["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+            "chat_template": str(TINY / "chat_template.jinja"),  # a template file for a tiktoken tokenizer
+        },
         data={"shard_size_mb": 64},
     )
     manifest = prepare_sft(cfg, tmp_path / "out", progress=False)
@@ -165,8 +183,16 @@ def test_bad_conversations_counted_and_truncation(tmp_path: Path) -> None:
         {"messages": [{"role": "wizard", "content": "hi"}, {"role": "assistant", "content": "x"}]},
         {"messages": [{"role": "user", "content": None}, {"role": "assistant", "content": "x"}]},
     ]
+    agentic = [  # rows the old per-turn renderer rejected: reasoning, tool calls, tool results
+        {"messages": [{"role": "user", "content": "What is 2 + 2?"},
+                      {"role": "assistant", "reasoning_content": "2 + 2 = 4", "content": "4"}]},
+        {"messages": [{"role": "user", "content": "Add 2 and 2."},
+                      {"role": "assistant", "tool_calls": [{"type": "function", "function": {"name": "add", "arguments": "{\"a\": 2, \"b\": 2}"}}]},
+                      {"role": "tool", "content": "4"}, {"role": "assistant", "content": "4"}],
+         "tools": [{"type": "function", "function": {"name": "add", "parameters": {}}}]},
+    ]  # fmt: skip
     long = {"messages": [{"role": "user", "content": "word " * 300}, {"role": "assistant", "content": "ok " * 50}]}
-    src = write_jsonl(tmp_path / "chats.jsonl", good + bad + [long])
+    src = write_jsonl(tmp_path / "chats.jsonl", good + bad + agentic + [long])
     cfg = sft_cfg([str(src)], TINY / "tokenizer.json", 256, data={"max_bad_fraction": 0.2})
     manifest = prepare_sft(cfg, tmp_path / "out", progress=False)
     assert manifest["bad_rows"]["by_reason"] == {
@@ -178,7 +204,8 @@ def test_bad_conversations_counted_and_truncation(tmp_path: Path) -> None:
     }
     # The long one: its first 256 tokens are all user text, so truncation leaves nothing to train on.
     assert manifest["truncated"] == 1 and manifest["dropped_no_target"] == 1
-    assert manifest["num_sequences"] == 30
+    assert manifest["num_sequences"] == 32 and manifest["num_conversations"] == 33  # incl. the truncated one
+    assert manifest["run"]["docs_per_s"] > 0 and manifest["run"]["tokens_per_s"] > 0  # conversations/s, tokens/s
     with pytest.raises(UserError, match="above data.max_bad_fraction=0.1"):
         prepare_sft(sft_cfg([str(src)], TINY / "tokenizer.json", 256, data={"max_bad_fraction": 0.1}), tmp_path / "o2")
 
@@ -204,7 +231,68 @@ def test_template_marker_must_be_one_token(tmp_path: Path) -> None:
         [str(TINY / "chats.jsonl")],
         need(GPT2_TIKTOKEN),
         256,
-        tokenizer={"special_tokens": ["<|endoftext|>"]},  # no <|im_end|> special token
+        tokenizer={"special_tokens": ["<|endoftext|>"], "chat_template": "per_turn"},  # no <|im_end|> token
     )
     with pytest.raises(UserError, match="not a single token"):
         prepare_sft(cfg, tmp_path / "out", progress=False)
+
+
+def test_megatron_bridge_reader_trains_exactly_the_assistant_tokens(tmp_path: Path) -> None:
+    """Data prep with a Nemotron-3-shaped template over OpenAI (JSONL, Parquet) and ShareGPT rows with
+    reasoning, tool calls and tool results; the Parquet read with Megatron-Bridge's slicing rule
+    (labels input_ids[s+1:e] gated by loss_mask[s:e-1]) must train exactly the tokens transformers
+    puts between each turn's generation prompt and its end (the reference recipe's prefix renders).
+    The old token-aligned mask fails this: it trains the token after each turn, not the first one."""
+    import pyarrow as pa
+    from transformers import AutoTokenizer
+
+    from .test_chat_template import CONVERSATIONS, TEMPLATE_TEXTS, TOOLS, tokenizer_dir
+
+    d = tokenizer_dir(tmp_path, TEMPLATE_TEXTS["nemotron3"])
+    rows = [{"messages": m} for name, m in CONVERSATIONS.items() if name != "tools"]
+    sharegpt = {"conversations": [{"from": {"user": "human", "assistant": "gpt"}[m["role"]], "value": m["content"]}
+                                  for m in CONVERSATIONS["plain"]]}  # fmt: skip
+    write_jsonl(tmp_path / "in" / "chats.jsonl", [*rows, sharegpt])
+    tool_msgs = json.loads(json.dumps(CONVERSATIONS["tools"]))
+    for call in tool_msgs[2]["tool_calls"]:  # Parquet datasets store arguments as JSON strings
+        call["function"]["arguments"] = json.dumps(call["function"]["arguments"]) if isinstance(
+            call["function"]["arguments"], dict) else call["function"]["arguments"]  # fmt: skip
+    table = pa.Table.from_pylist([{"messages": tool_msgs, "tools": json.dumps(TOOLS)}])  # schemas vary: JSON text
+    pq.write_table(table, tmp_path / "in" / "agent.parquet")
+    cfg = sft_cfg([str(tmp_path / "in" / "*")], d / "tokenizer.json", 1024)
+    manifest = prepare_sft(cfg, tmp_path / "out", progress=False)
+    assert manifest["bad_rows"]["total"] == 0 and manifest["truncated"] == 0
+    assert manifest["loss_mask_alignment"] == "label"
+    got = Counter()
+    for pack in load_packs(tmp_path / "out", manifest):
+        for seq in mb_sequences(pack["input_ids"], pack["loss_mask"], pack["seq_start_id"]):
+            got[(tuple(seq.input_ids.tolist()), tuple(seq.trained_labels().tolist()))] += 1
+
+    hf = AutoTokenizer.from_pretrained(str(d))
+    want = Counter()
+    sources = [(r["messages"], None) for r in rows] + [(CONVERSATIONS["plain"], None), (CONVERSATIONS["tools"], TOOLS)]
+    for messages, tools in sources:
+        from nemotron.data_prep.chat import parse_record, training_samples
+
+        messages = parse_record({"messages": messages}, "messages", "t", "k").messages
+        kw = {"enable_thinking": any(m.get("reasoning_content") for m in messages)}
+        for sample, first in training_samples(messages, "split"):
+            text = hf.apply_chat_template(sample, tools=tools, tokenize=False, **kw)
+            enc = hf(text, add_special_tokens=False, return_offsets_mapping=True)
+            spans = []
+            for i in range(first, len(sample)):
+                if sample[i]["role"] != "assistant":
+                    continue
+                prompt = hf.apply_chat_template(
+                    sample[:i], tools=tools, add_generation_prompt=True, tokenize=False, **kw
+                )
+                if not text.startswith(prompt):  # the reference's empty-reasoning rule, verbatim
+                    prompt = hf.apply_chat_template(sample[:i], tools=tools, tokenize=False, **kw)
+                    prompt += "<|im_start|>assistant\n<think></think>"
+                end = hf.apply_chat_template(sample[: i + 1], tools=tools, tokenize=False, **kw)
+                assert text.startswith(prompt) and text.startswith(end)
+                spans.append((len(prompt), len(end)))
+            trained = [t for t, (a, _) in zip(enc["input_ids"], enc["offset_mapping"], strict=True)
+                       if any(s <= a < e for s, e in spans)]  # fmt: skip
+            want[(tuple(enc["input_ids"]), tuple(trained))] += 1
+    assert got == want

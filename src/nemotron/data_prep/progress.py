@@ -87,7 +87,8 @@ class Progress:
         eta_text = _clock(eta) if eta == eta else "?"
         return (
             f"{self.title}: {self.shards}/{self.total_shards} shards, {frac:.1%} of input, "
-            f"{_human(self.docs)} docs, {_human(self.tokens)} tokens, {_human(rate)} tok/s, "
+            f"{_human(self.docs)} docs ({_human(self.docs / max(elapsed, 1e-9))}/s), "
+            f"{_human(self.tokens)} tokens, {_human(rate)} tok/s, "
             f"elapsed {_clock(elapsed)}, ETA {eta_text}"
         )
 

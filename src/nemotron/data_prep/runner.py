@@ -181,6 +181,7 @@ class RunReport:
             "docs": self.docs,
             "tokens": self.tokens,
             "tokens_per_s": round(self.tokens / self.elapsed_s, 1) if self.elapsed_s > 0 else 0.0,
+            "docs_per_s": round(self.docs / self.elapsed_s, 1) if self.elapsed_s > 0 else 0.0,  # SFT: conversations
         }
 
 

@@ -10,7 +10,6 @@ and throughput (conversations/s, tokens/s) are reported in the manifest.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +120,6 @@ def process_shard(job: ShardJob, shard: Shard, counters: Counters) -> dict[str, 
     import numpy as np
 
     assert job.tokenizer is not None
-    started = time.monotonic()
     tok = get_tokenizer(job.tokenizer)
     s = job.settings
     encoder = make_encoder(s, tok)
@@ -186,7 +184,6 @@ def process_shard(job: ShardJob, shard: Shard, counters: Counters) -> dict[str, 
             "pad_tokens": len(packs) * size - n_tokens,
         }
     extra["template_fallbacks"] = encoder.fallbacks
-    extra["seconds"] = round(time.monotonic() - started, 3)
     return shard_result(
         job, shard, outputs, reader, bad, split_stats,
         docs=sum(v["sequences"] for v in split_stats.values()),
@@ -235,8 +232,6 @@ def _finalize(plan: Plan, receipts: list[dict[str, Any]], out: Path) -> dict[str
         }
     total_pad = sum(v["pad_tokens"] for v in splits.values())
     conversations = sum(r["stats"]["conversations"] for r in receipts)
-    worker_s = sum(r["stats"]["seconds"] for r in receipts)
-    tokens_all = sum(v["tokens"] for v in splits.values())
     total_slots = sum(v["packs"] for v in splits.values()) * size
     return {
         "kind": "sft-data",
@@ -254,12 +249,6 @@ def _finalize(plan: Plan, receipts: list[dict[str, Any]], out: Path) -> dict[str
         "num_conversations": conversations,
         "num_sequences": sum(v["sequences"] for v in splits.values()),
         "template_fallbacks": sum(r["stats"]["template_fallbacks"] for r in receipts),
-        # per second of one worker process (shards run in parallel; wall-clock rates are in the run report)
-        "throughput": {
-            "worker_seconds": round(worker_s, 3),
-            "conversations_per_s": round(conversations / worker_s, 1) if worker_s else 0.0,
-            "tokens_per_s": round(tokens_all / worker_s, 1) if worker_s else 0.0,
-        },
         "num_tokens": sum(v["tokens"] for v in splits.values()),
         "splits": splits,
         "tokenizer": tokenizer_summary(s),
