@@ -104,21 +104,22 @@ def make_pretrain_data(root: pathlib.Path, tokenizer_file: pathlib.Path, texts: 
 
 
 def render_chat(tok, chat: list[dict[str, str]]) -> tuple[list[int], list[int]]:
-    """Token ids + loss mask (1 on assistant content and its <|im_end|>) in the tiny chat format."""
+    """Token ids + token-aligned mask (1 on assistant content, its <|im_end|> and the newline after
+    it: the reference recipe's convention) in the tiny chat format."""
     ids: list[int] = []
     mask: list[int] = []
     for turn in chat:
         head = tok(f"<|im_start|>{turn['role']}\n", add_special_tokens=False)["input_ids"]
-        body = tok(f"{turn['content']}<|im_end|>", add_special_tokens=False)["input_ids"]
-        tail = tok("\n", add_special_tokens=False)["input_ids"]
+        body = tok(f"{turn['content']}<|im_end|>\n", add_special_tokens=False)["input_ids"]
         on = 1 if turn["role"] == "assistant" else 0
-        ids += head + body + tail
-        mask += [0] * len(head) + [on] * len(body) + [0] * len(tail)
+        ids += head + body
+        mask += [0] * len(head) + [on] * len(body)
     return ids, mask
 
 
 def make_sft_data(root: pathlib.Path, tokenizer_file: pathlib.Path, chats, pack_size: int = 128, rows_per_file=50):
-    """An sft-data artifact: greedy-packed rows (input_ids, loss_mask, seq_start_id) in Parquet."""
+    """An sft-data artifact: greedy-packed rows (input_ids, loss_mask, seq_start_id) in Parquet, the
+    mask stored label-aligned as data prep writes it (``packed_format``)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     from super3.tiny import model as tiny_model
@@ -134,7 +135,7 @@ def make_sft_data(root: pathlib.Path, tokenizer_file: pathlib.Path, chats, pack_
             cur = {"input_ids": [], "loss_mask": [], "seq_start_id": []}
         cur["seq_start_id"].append(len(cur["input_ids"]))
         cur["input_ids"] += ids
-        cur["loss_mask"] += mask
+        cur["loss_mask"] += [*mask[1:], 0]  # label-aligned: entry j gates token j+1
     if cur["input_ids"]:
         rows.append(cur)
     root.mkdir(parents=True, exist_ok=True)

@@ -35,20 +35,24 @@ def small_cfg(iters: int) -> dict:
     return cfg
 
 
-def test_unpack_row_uses_seq_start_id():
+def test_unpack_row_applies_megatron_bridges_slicing_rule():
+    """Per sequence [s, e): labels input_ids[s+1:e], gated by loss_mask[s:e-1]; EOS inputs never train."""
     ids = list(range(10, 20))
-    mask = [0, 0, 1, 0, 1, 1, 0, 0, 0, 1]
+    mask = [0, 1, 0, 0, 1, 1, 0, 1, 0, 0]
     seqs = tiny_data.unpack_row(ids, mask, [0, 3, 7])
     assert [s.input_ids.tolist() for s in seqs] == [[10, 11, 12], [13, 14, 15, 16], [17, 18, 19]]
-    assert [s.loss_mask.tolist() for s in seqs] == [[0, 0, 1], [0, 1, 1, 0], [0, 0, 1]]
-    # an appended end offset and duplicate starts are tolerated; a missing 0 is implied
-    assert [len(s.input_ids) for s in tiny_data.unpack_row(ids, mask, [3, 3, 7, 10])] == [3, 4, 3]
+    assert [s.label_mask.tolist() for s in seqs] == [[0, 1], [0, 1, 1], [1, 0]]
+    assert [s.label_mask.tolist() for s in tiny_data.unpack_row(ids, mask, [0, 3, 7], eos_id=14)][1] == [0, 0, 1]
+    for bad in ([3, 7], [0, 7, 3], [0, 10]):  # Megatron-Bridge's row validation
+        with pytest.raises(UserError, match="seq_start_id"):
+            tiny_data.unpack_row(ids, mask, bad)
     with pytest.raises(UserError, match="loss_mask"):
         tiny_data.unpack_row(ids, mask[:-1], [0])
 
 
 def test_read_sft_recovers_each_chat(tmp_path, tiny_tokenizer_file, tiny_tokenizer):
-    """Every packed sequence comes back exactly as rendered, alone (no neighbour's tokens)."""
+    """Every packed sequence comes back exactly as rendered, alone (no neighbour's tokens), and its
+    trained labels are the assistant answer and <|im_end|> (the newline after it has EOS as input)."""
     chats = addition_chats(60, seed=4)
     art = make_sft_data(tmp_path / "sft", tiny_tokenizer_file, chats, pack_size=64, rows_per_file=3)
     assert len(list(art.path.glob("*.parquet"))) > 1
@@ -56,24 +60,60 @@ def test_read_sft_recovers_each_chat(tmp_path, tiny_tokenizer_file, tiny_tokeniz
 
     rows = pq.read_table(sorted(art.path.glob("*.parquet"))[0]).to_pylist()
     assert any(len(r["seq_start_id"]) > 1 for r in rows)  # the fixture really packs
-    seqs = tiny_data.read_sft_sequences(art.path)
+    seqs = tiny_data.read_sft_sequences(art.path, eos_id=tiny_tokenizer.eos_token_id)
     assert len(seqs) == len(chats)
     for seq, chat in zip(seqs, chats, strict=True):
-        ids, mask = render_chat(tiny_tokenizer, chat)
-        assert seq.input_ids.tolist() == ids and seq.loss_mask.tolist() == mask
-        text = tiny_tokenizer.decode(seq.input_ids[seq.loss_mask.astype(bool)])
+        ids, _ = render_chat(tiny_tokenizer, chat)
+        assert seq.input_ids.tolist() == ids
+        text = tiny_tokenizer.decode(seq.input_ids[1:][seq.label_mask.astype(bool)])
         assert text == chat[1]["content"] + "<|im_end|>"
 
 
 def test_collate_shifts_labels_and_masks_padding():
     seqs = [
-        tiny_data.SftSequence(np.array([5, 6, 7, 8]), np.array([0, 0, 1, 1])),
-        tiny_data.SftSequence(np.array([9, 10]), np.array([0, 1])),
+        tiny_data.SftSequence(np.array([5, 6, 7, 8]), np.array([0, 1, 1])),
+        tiny_data.SftSequence(np.array([9, 10]), np.array([1])),
     ]
     b = tiny_data.collate_sft(seqs, pad_id=3)
     assert b["input_ids"].tolist() == [[5, 6, 7, 8], [9, 10, 3, 3]]
     assert b["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 0, 0]]
     assert b["labels"].tolist() == [[-100, 7, 8, -100], [10, -100, -100, -100]]
+
+
+def test_tiny_batches_train_the_labels_megatron_bridge_reads(tmp_path):
+    """The same packed Parquet from the real data prep (shipped tiny chats and template) through the
+    tiny batch builder and through Megatron-Bridge's slicing rule (``packed_format.sequences``):
+    identical supervised (input, label) pairs, and they are the assistant answers + <|im_end|>."""
+    from collections import Counter
+
+    from nemotron.config.loader import load_stage_config
+    from nemotron.data_prep.packed_format import read_rows, sequences
+    from nemotron.data_prep.sft import prepare_sft
+    from nemotron.pipeline.stages import STAGES
+
+    stage = next(s for s in STAGES if s.name == "data_prep.sft")
+    cfg = load_stage_config(stage, "tiny").data
+    meta = prepare_sft(cfg, tmp_path / "sft", progress=False)
+    tiny_tokenizer = tiny_model.load_tokenizer(cfg["tokenizer"]["path"])
+    eos = tiny_tokenizer.eos_token_id
+    mb, tiny = Counter(), Counter()
+    answers = Counter()
+    for rel in meta["splits"]["train"]["files"]:
+        for ids, mask, starts in read_rows(tmp_path / "sft" / rel):
+            for seq in sequences(ids, mask, starts, eos_id=eos):
+                pairs = tuple(
+                    (tuple(seq.tokens[: j + 1].tolist()), int(seq.labels[j])) for j in np.flatnonzero(seq.loss_mask)
+                )
+                mb[pairs] += 1
+                answers[tiny_tokenizer.decode(seq.trained_labels())] += 1
+    packs = tiny_data.read_sft_packs(tmp_path / "sft", eos_id=eos)
+    for batch in tiny_data.chunk_by_length([s for p in packs for s in p], tiny_tokenizer.pad_token_id, 4096):
+        for row_ids, row_labels in zip(batch["input_ids"].tolist(), batch["labels"].tolist(), strict=True):
+            pairs = tuple((tuple(row_ids[: j + 1]), lab) for j, lab in enumerate(row_labels) if lab != -100)
+            tiny[pairs] += 1
+    assert tiny == mb and sum(mb.values()) == meta["splits"]["train"]["sequences"]
+    assert answers["15<|im_end|>"] >= 1  # a one-turn "What is A + B?" chat
+    assert all(a.endswith("<|im_end|>") and "<|im_start|>" not in a and "user" not in a for a in answers)
 
 
 def test_only_loss_mask_tokens_contribute(tmp_path, tiny_tokenizer_file, tiny_model_dir):
@@ -82,7 +122,7 @@ def test_only_loss_mask_tokens_contribute(tmp_path, tiny_tokenizer_file, tiny_mo
     padding) get exactly zero gradient."""
     model, tok = tiny_model.load_model(tiny_model_dir)
     art = make_sft_data(tmp_path / "sft", tiny_tokenizer_file, addition_chats(8, seed=1))
-    seqs = tiny_data.read_sft_sequences(art.path)
+    seqs = tiny_data.read_sft_sequences(art.path, eos_id=tok.eos_token_id)
     batch = tiny_data.collate_sft(seqs, tok.pad_token_id)
     captured = {}
 
@@ -96,7 +136,7 @@ def test_only_loss_mask_tokens_contribute(tmp_path, tiny_tokenizer_file, tiny_mo
     (loss / n).backward()
     labels = batch["labels"]
     targets = labels != -100
-    n_assistant = sum(int(s.loss_mask[1:].sum()) for s in seqs)
+    n_assistant = sum(int(s.label_mask.sum()) for s in seqs)
     assert n == n_assistant == int(targets.sum()) > 0
     with torch.no_grad():
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
@@ -150,7 +190,7 @@ def test_sft_rejects_foreign_tokens_and_peft(tmp_path, tiny_tokenizer_file, tiny
     bad = tmp_path / "bad"
     bad.mkdir()
     pq.write_table(
-        pa.Table.from_pylist([{"input_ids": [1, 9999], "loss_mask": [0, 1], "seq_start_id": [0]}]), bad / "x.parquet"
+        pa.Table.from_pylist([{"input_ids": [1, 9999], "loss_mask": [1, 0], "seq_start_id": [0]}]), bad / "x.parquet"
     )
     with pytest.raises(UserError, match="token id 9999"):
         sft.run(small_cfg(1), {**inputs, "data": types.SimpleNamespace(path=bad, metadata={})}, tmp_path / "b")
