@@ -57,7 +57,15 @@ def test_inputs_forms_and_weights() -> None:
 
 def test_chat_template_checks() -> None:
     ok = DataPrepSftConfig.model_validate(BASE)
-    assert ok.tokenizer.chat_template.turn == "<|im_start|>{role}\n{content}<|im_end|>\n"
+    assert ok.tokenizer.chat_template == "auto"  # the tokenizer's own template
+    assert ok.tokenizer.per_turn.turn == "<|im_start|>{role}\n{content}<|im_end|>\n"  # the explicit fallback
+    assert ok.chat.multi_turn_reasoning == "split" and ok.chat.thinking_from_data
+    old = DataPrepSftConfig.model_validate(_merge(BASE, {"tokenizer": {"chat_template": {"bos": "<s>"}}}))
+    assert old.tokenizer.chat_template == "per_turn" and old.tokenizer.per_turn.bos == "<s>"  # pre-Jinja configs
+    kw = DataPrepSftConfig.model_validate(
+        _merge(BASE, {"data": {"inputs": [{"path": "a", "chat_template_kwargs": {"enable_thinking": False}}]}})
+    )
+    assert kw.data.inputs[0].chat_template_kwargs == {"enable_thinking": False}
     bad_turns = [
         {"turn": "{role}: no content"},
         {"turn": "<|im_start|>{role}\n{content}\n<|im_end|>"},  # end_of_turn must follow content
