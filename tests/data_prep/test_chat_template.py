@@ -221,3 +221,14 @@ def test_sharegpt_and_json_string_arguments_parse() -> None:
     assert [m["role"] for m in conv.messages] == ["system", "user", "assistant"]
     call = parse_record({"messages": CONVERSATIONS["tools"]}, "messages", "tools", "kw").messages[2]["tool_calls"][1]
     assert call["function"]["arguments"] == {"city": "Oslo"}
+
+
+def test_template_exceptions_are_bad_rows_with_the_templates_message(tmp_path: Path) -> None:
+    d = tokenizer_dir(tmp_path, TEMPLATE_TEXTS["nemotron3"])
+    encoder = TemplateEncoder(ChatRenderer.for_tokenizer(d), load(d))
+    messages = [{"role": "developer", "content": "x"}, *CONVERSATIONS["plain"]]
+    with pytest.raises(BadConversation, match="template_error: unexpected role developer"):
+        encoder.encode(messages, 0, None, {})
+    with pytest.raises(BadConversation, match="bad_tool_arguments"):
+        bad_call = {"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "{oops"}}]}
+        parse_record({"messages": [CONVERSATIONS["plain"][0], bad_call]}, "messages", "t", "k")

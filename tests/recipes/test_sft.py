@@ -101,6 +101,12 @@ def test_user_errors(tmp_path, sft_data):
     with pytest.raises(UserError, match="packed to 2048"):
         data = artifact("sft-data", "sft-data", Path(sft_data.path), {"pack_size": 2048})
         _job(tmp_path, "default", {"model": model, "data": data})
+    with pytest.raises(UserError, match="token-aligned"):  # format 1 of data prep sft: off by one for MB
+        data = artifact("sft-data", "sft-data", Path(sft_data.path), {"kind": "sft-data", "pack_size": 4096})
+        _job(tmp_path, "default", {"model": model, "data": data})
+    data = artifact("sft-data", "sft-data", Path(sft_data.path),
+                    {"kind": "sft-data", "pack_size": 4096, "loss_mask_alignment": "label"})  # fmt: skip
+    assert _job(tmp_path, "default", {"model": model, "data": data})[1].dataset
     with pytest.raises(UserError, match="needs recipe nemotron_3_super_peft_config"):
         _job(tmp_path, "default", {"model": model, "data": sft_data}, **{"peft.method": "lora"})
     with pytest.raises(UserError, match="neither a Megatron checkpoint nor an HF model"):

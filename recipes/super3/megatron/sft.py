@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from nemotron.data_prep.packed_format import require_label_alignment
 from nemotron.errors import UserError
 from nemotron.node.logs import get_logger
 from nemotron.node.ranks import is_rank_zero
@@ -126,6 +127,7 @@ def build_sft_job(train_cfg: dict[str, Any], inputs: dict[str, Any], output_dir:
             f"the sft-data artifact was packed to {data_meta['pack_size']} tokens but data.pack_size is {pack}",
             hint=f"set data.pack_size={data_meta['pack_size']} or re-run data prep",
         )
+    require_label_alignment(data_meta)  # Megatron-Bridge gates label j+1 with loss_mask[j]
     splits = packed_splits(data.path, data_meta)
     overrides = common_overrides(train_cfg, output_dir)
     recipe_kwargs: dict[str, Any] = {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pathlib
 from typing import Any
 
+from nemotron.data_prep.packed_format import require_label_alignment
 from nemotron.errors import UserError
 
 from . import data as tiny_data
@@ -59,6 +60,7 @@ def run(train_cfg: dict[str, Any], inputs: dict[str, Any], output_dir: pathlib.P
         if inputs.get(slot) is None:
             raise UserError(f"sft needs a {slot} input (run.{slot})")
 
+    require_label_alignment(getattr(inputs["data"], "metadata", None))
     model, tokenizer = tiny_model.load_model(inputs["model"].path)
     pad_id = tokenizer.pad_token_id
     max_len = int(train.get("seq_length", 4096))

@@ -28,6 +28,20 @@ if TYPE_CHECKING:
     import numpy as np
 
 COLUMNS = ("input_ids", "loss_mask", "seq_start_id")
+ALIGNMENT = "label"  # manifest.json "loss_mask_alignment"
+
+
+def require_label_alignment(metadata: dict[str, Any] | None) -> None:
+    """Refuse an sft-data artifact from before the label-aligned mask (data prep format 1): read with
+    Megatron-Bridge's rule it would never train a turn's first token and train the token after it."""
+    from nemotron.errors import UserError
+
+    meta = metadata or {}
+    if meta.get("kind") == "sft-data" and meta.get("loss_mask_alignment") != ALIGNMENT:
+        raise UserError(
+            "the sft-data artifact stores its loss mask token-aligned; Megatron-Bridge reads it label-aligned",
+            hint="re-run `nemotron super3 data prep sft` to rebuild it",
+        )
 
 
 def label_aligned(token_mask: Any) -> np.ndarray:

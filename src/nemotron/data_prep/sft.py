@@ -16,7 +16,7 @@ from typing import Any
 from nemotron.data_prep.atomic import atomic_open
 from nemotron.data_prep.chat import BadConversation, PerTurnEncoder, TemplateEncoder, parse_record, training_samples
 from nemotron.data_prep.common import tokenizer_summary, validate
-from nemotron.data_prep.packed_format import COLUMNS
+from nemotron.data_prep.packed_format import ALIGNMENT, COLUMNS
 from nemotron.data_prep.packing import best_fit_decreasing
 from nemotron.data_prep.plan import Plan, Shard
 from nemotron.data_prep.runner import (
@@ -237,7 +237,7 @@ def _finalize(plan: Plan, receipts: list[dict[str, Any]], out: Path) -> dict[str
         "kind": "sft-data",
         "format": "packed-parquet",
         "columns": list(COLUMNS),
-        "loss_mask_alignment": "label",  # loss_mask[j] gates label j (= token j+1), as Megatron-Bridge reads it
+        "loss_mask_alignment": ALIGNMENT,  # loss_mask[j] gates label j (= token j+1), as Megatron-Bridge reads it
         "eod_id": s["eod_id"],
         "pack_size": size,
         "pad_id": s["pad_id"],
