@@ -232,3 +232,15 @@ def test_template_exceptions_are_bad_rows_with_the_templates_message(tmp_path: P
     with pytest.raises(BadConversation, match="bad_tool_arguments"):
         bad_call = {"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "{oops"}}]}
         parse_record({"messages": [CONVERSATIONS["plain"][0], bad_call]}, "messages", "t", "k")
+
+
+def test_turn_start_inside_a_message_takes_the_exact_path(tmp_path: Path) -> None:
+    """A literal <|im_start|> in an answer would cut the one-scan span short: such rows are rendered by
+    prefix renders instead, and the whole answer is still trained."""
+    d = tokenizer_dir(tmp_path, TEMPLATE_TEXTS["nemotron3"])
+    tok = load(d)
+    encoder = TemplateEncoder(ChatRenderer.for_tokenizer(d), tok)
+    answer = "ChatML turns start with <|im_start|>assistant and end with <|im_end|>."
+    messages = [{"role": "user", "content": "How do ChatML turns look?"}, {"role": "assistant", "content": answer}]
+    assert trained_text(encoder, tok, messages, 0, None, {"enable_thinking": False}) == answer + "<|im_end|>\n"
+    assert encoder.fallbacks == 1

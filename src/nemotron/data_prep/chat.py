@@ -214,8 +214,21 @@ def learn_layout(renderer: ChatRenderer, tok: Tokenizer, kwargs: dict[str, Any])
     return Layout(turn_start, assistant, gen, empty)
 
 
+def _mentions(value: Any, needle: str) -> bool:
+    if isinstance(value, str):
+        return needle in value
+    if isinstance(value, dict):
+        return any(_mentions(v, needle) for v in value.values())
+    if isinstance(value, list):
+        return any(_mentions(v, needle) for v in value)
+    return False
+
+
 def scan_spans(layout: Layout, text: str, messages: list[dict], train_from: int) -> list[tuple[int, int]] | None:
-    """Trained character spans found by one scan of the rendered text; None when the checks fail."""
+    """Trained character spans found by one scan of the rendered text; None when the checks fail
+    (including any message text that contains the turn-start token, which would cut a turn short)."""
+    if _mentions(messages, layout.turn_start):
+        return None
     starts = []
     pos = text.find(layout.turn_start)
     while pos >= 0:
@@ -366,6 +379,8 @@ class PerTurnEncoder:
     def encode(
         self, messages: list[dict], train_from: int, tools: list | None, kwargs: dict[str, Any]
     ) -> tuple[Any, Any]:
+        if has_reasoning(messages):  # the per-turn format has no place for it: refuse, never drop it
+            raise BadConversation("reasoning_needs_chat_template")
         text, spans = render_per_turn(messages, self.template)
         return mask_from_spans(self.tok, text, spans)
 

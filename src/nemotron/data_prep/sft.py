@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from nemotron.data_prep.atomic import atomic_open
-from nemotron.data_prep.chat import BadConversation, PerTurnEncoder, TemplateEncoder, parse_record, training_samples
+from nemotron.data_prep.chat import (
+    BadConversation,
+    PerTurnEncoder,
+    TemplateEncoder,
+    has_reasoning,
+    parse_record,
+    training_samples,
+)
 from nemotron.data_prep.common import tokenizer_summary, validate
 from nemotron.data_prep.packed_format import ALIGNMENT, COLUMNS
 from nemotron.data_prep.packing import best_fit_decreasing
@@ -140,8 +147,6 @@ def process_shard(job: ShardJob, shard: Shard, counters: Counters) -> dict[str, 
                 kwargs = dataset_kwargs | conv.kwargs
                 samples = training_samples(conv.messages, s["multi_turn_reasoning"])
                 if s["thinking_from_data"] and "enable_thinking" not in kwargs:
-                    from nemotron.data_prep.chat import has_reasoning
-
                     kwargs = kwargs | {"enable_thinking": has_reasoning(conv.messages)}
                 encoded = [encoder.encode(msgs, first, conv.tools, kwargs) for msgs, first in samples]
             except BadConversation as err:
