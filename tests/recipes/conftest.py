@@ -22,7 +22,9 @@ def pretrain_data(tmp_path: Path) -> Artifact:
     write_indexed(root / "shards" / "valid_0", [[10, 11, 0]])
     blend = {"train": [0.7, "shards/train_0", 0.3, "shards/train_1"], "valid": [1.0, "shards/valid_0"], "test": []}
     (root / "blend.json").write_text(json.dumps(blend))
-    meta = {"tokenizer": {"path": "gpt2", "vocab_size": 50257, "eod_id": 0}}
+    # data prep's shape (nemotron.data_prep.common.tokenizer_summary): the tokenizer *file*
+    tok = {"path": str(tmp_path / "tok" / "tokenizer.json"), "kind": "hf", "sha256": "0" * 64, "vocab_size": 50257}
+    meta = {"tokenizer": tok}
     return artifact("pretrain-data", "pretrain-data", root, meta)
 
 

@@ -111,29 +111,101 @@ def hf_model(root: Path, name: str = "sft-model") -> Artifact:
     return artifact(name, "model", root, {"format": "hf", "hf_dir": "hf"})
 
 
+def _fields(ref: dict[str, Any], cls: str) -> dict[str, dict[str, Any]]:
+    return ref["classes"][cls]["fields"]
+
+
+def literal_values(ref: dict[str, Any], cls: str, field: str) -> list[str]:
+    """The values a ``Literal[...]`` field accepts, as recorded from the pinned source."""
+    import ast
+
+    annotation = _fields(ref, cls)[field]["type"]
+    node = ast.parse(annotation, mode="eval").body
+    assert isinstance(node, ast.Subscript) and ast.unparse(node.value) == "Literal", annotation
+    elts = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+    return [e.value for e in elts]
+
+
 def bridge_keys_problems(overrides: dict[str, Any], ref: dict[str, Any]) -> list[str]:
-    """Dotted ConfigContainer paths that the recorded Megatron-Bridge reference does not know."""
-    container = ref["config_container"]
+    """Dotted ConfigContainer paths that the pinned Megatron-Bridge does not have.
+
+    ``section.field`` must be a field of the class the recipe puts in that section (recorded at the
+    pinned tag, with its megatron-core bases); a bare key must be a ConfigContainer field.
+    """
+    sections = ref["config_container"]
+    top = _fields(ref, "ConfigContainer")
     problems = []
     for key in overrides:
         section, _, rest = key.partition(".")
-        known = section in container and (not rest or rest.split(".")[0] in container[section]["fields"])
+        if not rest:
+            known = section in top
+        else:
+            known = section in sections and rest.split(".")[0] in _fields(ref, sections[section])
         if not known:
             problems.append(key)
     return problems
 
 
+def missing_caller_keys(recipe: str, overrides: dict[str, Any], ref: dict[str, Any], dataset: Any = None) -> list[str]:
+    """Keys the pinned recipe leaves for its caller (``recipe_facts``) that the translation does not set."""
+    needed = ref["recipe_facts"]["recipes"][recipe]["caller_must_set"]
+    have = set(overrides) | ({"dataset"} if dataset is not None else set())
+    return [key for key in needed if key not in have or (key in overrides and overrides[key] in (None, ""))]
+
+
 def spec_problems(spec: tuple[str, dict[str, Any]], ref: dict[str, Any]) -> list[str]:
-    """A ``(class, kwargs)`` dataset spec checked against the recorded dataset classes (recursively)."""
+    """A ``(class, kwargs)`` spec against the pinned class: unknown keywords, and required fields
+    (no default in the library) that the spec leaves out; nested specs are checked too."""
     name, kwargs = spec
-    classes = ref["dataset_classes"]
-    if name not in classes:
+    if name not in ref["classes"]:
         return [name]
-    problems = [f"{name}.{k}" for k in kwargs if k not in classes[name]["fields"]]
+    fields = _fields(ref, name)
+    problems = [f"{name}.{k}" for k in kwargs if k not in fields]
+    problems += [f"{name}.{k} (required)" for k, f in fields.items() if f["required"] and k not in kwargs]
     for value in kwargs.values():
         if isinstance(value, tuple):
             problems += spec_problems(value, ref)
     return problems
+
+
+def signature_problems(function: str, kwargs: dict[str, Any], params: dict[str, str]) -> list[str]:
+    """Keyword arguments against a signature ``{param: "required"|"optional"}``: unknown ones (unless
+    the function takes ``**kwargs``) and required ones left out."""
+    accepts_any = any(p.startswith("**") for p in params)
+    problems = [] if accepts_any else [f"{function}({k}=)" for k in kwargs if k not in params]
+    problems += [
+        f"{function}: missing {p}" for p, kind in params.items() if kind == "required" and p not in kwargs
+    ]
+    return problems
+
+
+def installed_params(func: Any) -> dict[str, str]:
+    """``{param: required|optional}`` of an installed callable (``inspect.signature``)."""
+    import inspect
+
+    out = {}
+    for p in inspect.signature(func).parameters.values():
+        if p.kind is p.VAR_KEYWORD:
+            out["**" + p.name] = "optional"
+        elif p.kind is not p.VAR_POSITIONAL:
+            out[p.name] = "required" if p.default is p.empty else "optional"
+    return out
+
+
+def call_problems(call: Any, bridge: dict[str, Any]) -> list[str]:
+    """One ``LibraryCall`` against the pinned signature: Megatron-Bridge functions from the recorded
+    source, ModelOpt functions from the installed ModelOpt, provider fields from the provider class."""
+    if call.function == "provider.<set>":
+        fields = _fields(bridge, "MambaModelProvider")
+        return [f"provider.{k}" for k in call.kwargs if k not in fields]
+    if call.function in bridge["functions"]:
+        return signature_problems(call.function, call.kwargs, bridge["functions"][call.function]["params"])
+    if call.function.startswith("modelopt."):
+        import importlib
+
+        module, _, name = call.function.rpartition(".")
+        return signature_problems(call.function, call.kwargs, installed_params(getattr(importlib.import_module(module), name)))
+    return [f"{call.function} (not a recorded library function)"]
 
 
 def tree_problems(config: Any, ref: Any, path: str = "") -> list[str]:

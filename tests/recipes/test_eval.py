@@ -36,13 +36,13 @@ def _quantized(tmp_path: Path):
     for name in ("mamba_moe_fp8_conservative", "mamba_moe_nvfp4_conservative"):
         (root / name / "hf").mkdir(parents=True)
         (root / name / "hf" / "config.json").write_text("{}")
-    configs = {n: {"hf_dir": f"{n}/hf"} for n in ("mamba_moe_fp8_conservative", "mamba_moe_nvfp4_conservative")}
-    return artifact(
-        "quantized-model",
-        "quantized-model",
-        root,
-        {"configs": configs, "hf_dir": configs["mamba_moe_fp8_conservative"]["hf_dir"]},
-    )
+    from nemotron.artifacts.quantized import quantized_entry
+
+    models = {
+        n: quantized_entry(f"{n}/hf", n.split("_")[2])
+        for n in ("mamba_moe_fp8_conservative", "mamba_moe_nvfp4_conservative")
+    }
+    return artifact("quantized-model", "quantized-model", root, {"models": models})
 
 
 def test_launcher_config_uses_published_names_and_tasks(tmp_path):

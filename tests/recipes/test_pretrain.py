@@ -10,7 +10,15 @@ from super3.megatron.common import apply_overrides, latest_iteration
 
 from nemotron.errors import UserError
 
-from .recipes_support import artifact, bridge_keys_problems, load_reference, megatron_model, resolved_config
+from .recipes_support import (
+    artifact,
+    bridge_keys_problems,
+    literal_values,
+    load_reference,
+    megatron_model,
+    missing_caller_keys,
+    resolved_config,
+)
 
 BRIDGE = load_reference("megatron_bridge")
 
@@ -27,9 +35,13 @@ def test_every_emitted_key_is_a_published_bridge_field(tmp_path, pretrain_data, 
         inputs["model"] = megatron_model(tmp_path / "prev")
     _, job = _job(tmp_path, config, inputs)
     assert bridge_keys_problems(job.overrides, BRIDGE) == []
-    assert job.recipe in BRIDGE["recipes"] and job.recipe_kwargs == {}
+    assert missing_caller_keys(job.recipe, job.overrides, BRIDGE) == []
+    assert job.recipe in BRIDGE["functions"] and job.recipe_kwargs == {}
     assert job.overrides["mixed_precision"] in BRIDGE["mixed_precision_presets"]
-    assert job.overrides["scheduler.lr_decay_style"] in BRIDGE["lr_decay_styles"]
+    assert job.overrides["scheduler.lr_decay_style"] in literal_values(BRIDGE, "SchedulerConfig", "lr_decay_style")
+    if "scheduler.lr_wsd_decay_style" in job.overrides:
+        wsd = literal_values(BRIDGE, "SchedulerConfig", "lr_wsd_decay_style")
+        assert job.overrides["scheduler.lr_wsd_decay_style"] in wsd
 
 
 def test_phase1_carries_the_published_schedule_and_layout(tmp_path, pretrain_data):
@@ -44,7 +56,8 @@ def test_phase1_carries_the_published_schedule_and_layout(tmp_path, pretrain_dat
         198682,
     )
     assert (o["optimizer.lr"], o["optimizer.min_lr"]) == (4.5e-4, 4.5e-6)
-    assert o["model.tensor_model_parallel_size"] == 4 and o["model.expert_model_parallel_size"] == 8
+    # Megatron-Bridge v0.4.0 docs: TP4 EP64 on at least 8 nodes (the recipe function's EP8 does not fit)
+    assert o["model.tensor_model_parallel_size"] == 4 and o["model.expert_model_parallel_size"] == 64
     assert o["model.sequence_parallel"] is True and o["mixed_precision"] == "nemotron_3_super_bf16_with_nvfp4_mixed"
     assert o["checkpoint.save"] == str(tmp_path / "out" / "checkpoints") and o["checkpoint.save_interval"] == 200
     assert o["checkpoint.load"] is None and o["checkpoint.pretrained_checkpoint"] is None
@@ -145,23 +158,32 @@ def test_overrides_apply_onto_a_config_object_tree(tmp_path, pretrain_data):
         apply_overrides(cfg, {"train.train_iter": 5})
 
 
-def test_run_publishes_the_iteration_reached(tmp_path, pretrain_data, monkeypatch):
-    """Everything up to the library call runs; _launch (GPU) is replaced by writing its checkpoint."""
-    cfg = resolved_config("pretrain", "default", tmp_path)
+def test_metadata_reports_the_iteration_in_megatrons_tracker(tmp_path, pretrain_data):
+    """The published metadata reads Megatron's own tracker file; no checkpoint means no publish."""
+    cfg, job = _job(tmp_path, "default", {"data": pretrain_data})
     out = tmp_path / "out"
-
-    def fake_launch(job):
-        ckpt = Path(job.overrides["checkpoint.save"])
-        (ckpt / "iter_0000400").mkdir(parents=True)
-        (ckpt / "latest_checkpointed_iteration.txt").write_text("400")
-
-    monkeypatch.setattr(pretrain, "_launch", fake_launch)
-    meta = pretrain.run(cfg, {"data": pretrain_data}, out)
+    with pytest.raises(RuntimeError, match="without a checkpoint"):
+        pretrain.result_metadata(job, cfg, out)
+    megatron_model(out, iteration=400)  # checkpoints/iter_0000400 + latest_checkpointed_iteration.txt
+    meta = pretrain.result_metadata(job, cfg, out)
     assert meta["iteration"] == 400 and meta["megatron_checkpoint"] == "checkpoints"
     assert meta["tokens_seen"] == 400 * 3072 * 8192 and meta["phase"] == "phase1"
-    monkeypatch.setattr(pretrain, "_launch", lambda job: None)
-    with pytest.raises(RuntimeError, match="without a checkpoint"):
-        pretrain.run(cfg, {"data": pretrain_data}, tmp_path / "out2")
+
+
+def test_tokenizer_is_the_one_data_prep_recorded(tmp_path, pretrain_data):
+    """Data prep records the tokenizer file; an HF tokenizer loads from its directory (no hub id)."""
+    _, job = _job(tmp_path, "default", {"data": pretrain_data})
+    assert job.overrides["tokenizer.tokenizer_type"] == "HuggingFaceTokenizer"
+    assert job.overrides["tokenizer.tokenizer_model"] == str(tmp_path / "tok")
+    tik = {"tokenizer": {"path": "/data/tok.tiktoken", "kind": "tiktoken", "vocab_size": 1000}}
+    assert pretrain.tokenizer_overrides(tik, 131072) == {
+        "tokenizer.tokenizer_type": "TikTokenizer",
+        "tokenizer.tokenizer_model": "/data/tok.tiktoken",
+    }
+    types = BRIDGE["classes"]["TokenizerConfig"]["fields"]["tokenizer_type"]["type"]
+    assert "'HuggingFaceTokenizer'" in types and "'TikTokenizer'" in types
+    with pytest.raises(UserError, match="records no tokenizer"):
+        pretrain.tokenizer_overrides({}, 131072)
 
 
 @pytest.mark.parametrize(

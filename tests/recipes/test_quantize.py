@@ -9,9 +9,18 @@ from super3.megatron import quantize
 
 from nemotron.errors import UserError
 
-from .recipes_support import SFT_ROWS, hf_model, load_reference, megatron_model, resolved_config, write_packed_parquet
+from .recipes_support import (
+    SFT_ROWS,
+    call_problems,
+    hf_model,
+    load_reference,
+    megatron_model,
+    resolved_config,
+    write_packed_parquet,
+)
 
 MODELOPT = load_reference("modelopt")
+BRIDGE = load_reference("megatron_bridge")
 CONFIGS = ["fp8_conservative", "fp8_aggressive", "nvfp4_conservative", "nvfp4_aggressive"]
 
 
@@ -32,7 +41,6 @@ def test_each_named_config_maps_to_its_modelopt_recipe(tmp_path, sft_data, confi
     assert isinstance(getattr(mtq, entry["modelopt_config"]), dict)
     assert entry["format"] == config.split("_")[0]
     assert entry["hf_dir"] == str(tmp_path / "out" / name / "hf")
-    assert set(job["quantize_parallel"]) <= set(MODELOPT["provider_fields"])
     assert job["quantize_parallel"]["tensor_model_parallel_size"] == 8
     assert job["quantize_parallel"]["expert_model_parallel_size"] == 8
     # The unified HF exporter needs TP=1: the 8 GPUs shard the 88 layers by pipeline instead.
@@ -69,18 +77,69 @@ def test_user_errors(tmp_path, sft_data):
         )
 
 
-def test_run_publishes_every_export(tmp_path, sft_data, monkeypatch):
-    cfg = resolved_config("quantize", "nvfp4_conservative", tmp_path)
-    seen = {}
+def test_every_library_call_matches_the_pinned_signatures(tmp_path, sft_data):
+    """What _launch passes (quantize.py + export.py of Megatron-Bridge v0.4.0): every argument exists
+    in the pinned signature (ModelOpt: the installed one) and every required one is given."""
+    _, job = _job(tmp_path, "default", sft_data)
+    (entry,) = job["configs"]
+    calls = entry["quantize"] + entry["export"]
+    assert calls and all(call_problems(c, BRIDGE) == [] for c in calls), [call_problems(c, BRIDGE) for c in calls]
+    names = [c.function for c in entry["export"]]
+    # export.py: a fresh provider without weights, finalized and initialized, then load_megatron_model
+    assert names[:2] == ["AutoBridge.from_hf_pretrained", "AutoBridge.to_megatron_provider"]
+    assert entry["export"][1].kwargs == {"load_weights": False}
+    assert names.index("ModelProviderMixin.initialize_model_parallel") < names.index("AutoBridge.load_megatron_model")
+    assert "AutoBridge.get_model_config" not in names  # no Megatron-Bridge release has it
+    assert all(c.function in BRIDGE["functions"] or c.function.startswith(("modelopt.", "provider.")) for c in calls)
 
-    def fake_launch(job, samples):
-        seen["samples"] = samples
-        for c in job["configs"]:
-            Path(c["hf_dir"]).mkdir(parents=True)
-            (Path(c["hf_dir"]) / "config.json").write_text("{}")
 
-    monkeypatch.setattr(quantize, "_launch", fake_launch)
-    meta = quantize.run(cfg, {"model": hf_model(tmp_path / "model"), "calib": sft_data}, tmp_path / "out")
-    assert meta["hf_dir"] == "mamba_moe_nvfp4_conservative/hf" and meta["calibration_samples"] == 6
-    assert meta["configs"]["mamba_moe_nvfp4_conservative"]["format"] == "nvfp4"
-    assert all(len(s) <= 512 for s in seen["samples"])
+def test_a_wrong_argument_fails_the_signature_check(tmp_path, sft_data):
+    from super3.megatron.common import LibraryCall
+
+    assert call_problems(LibraryCall("AutoBridge.load_megatron_model", {"mp_overrides": {}}), BRIDGE) == [
+        "AutoBridge.load_megatron_model: missing path"
+    ]
+    assert call_problems(LibraryCall("AutoBridge.get_model_config", {}), BRIDGE)
+    bad = LibraryCall("modelopt.torch.export.export_mcore_gpt_to_hf", {"model": 1, "export_path": "x"})
+    assert "modelopt.torch.export.export_mcore_gpt_to_hf(export_path=)" in call_problems(bad, BRIDGE)
+
+
+def test_published_fp8_recipe_calibrates_on_256_samples_with_an_fp8_kv_cache(tmp_path, sft_data):
+    import modelopt.torch.quantization as mtq
+
+    cfg, job = _job(tmp_path, "default", sft_data)
+    assert cfg["quant"]["calib_size"] == 256 and job["calibration"]["size"] == 256
+    (entry,) = job["configs"]
+    assert entry["kv_cache_fp8"] is True
+    # ModelOpt 0.43 (the pin; what Megatron-Bridge v0.4.0 quantize_utils.py edits): a pattern dict
+    pinned_shape = {"quant_cfg": {"*weight_quantizer": {"num_bits": (4, 3), "axis": None}}, "algorithm": "max"}
+    built = quantize.modelopt_config(entry, pinned_shape)
+    assert built["quant_cfg"]["*linear_qkv.output_quantizer"] == {"enable": True, "num_bits": (4, 3), "axis": None}
+    assert "*linear_qkv.output_quantizer" not in pinned_shape["quant_cfg"]  # copied, not mutated
+    # the installed ModelOpt's constant (a list of entries in newer releases) gets the same entry
+    installed = quantize.modelopt_config(entry)
+    before = mtq.MAMBA_MOE_FP8_CONSERVATIVE_CFG["quant_cfg"]
+    assert len(before) + 1 == len(installed["quant_cfg"]) if isinstance(before, list) else True
+    assert "*linear_qkv.output_quantizer" in str(installed["quant_cfg"])
+    assert "*linear_qkv.output_quantizer" not in str(before)
+
+
+def test_metadata_is_the_shared_quantized_model_shape(tmp_path, sft_data):
+    from nemotron.artifacts.quantized import quantized_exports
+
+    from .recipes_support import artifact
+
+    overrides = {"quant.configs": ["mamba_moe_fp8_conservative", "mamba_moe_nvfp4_conservative"]}
+    _, job = _job(tmp_path, "default", sft_data, **overrides)
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="HF export missing"):
+        quantize.result_metadata(job, out, 6)
+    for c in job["configs"]:
+        Path(c["hf_dir"]).mkdir(parents=True)
+        (Path(c["hf_dir"]) / "config.json").write_text("{}")
+    meta = quantize.result_metadata(job, out, 6)
+    exports = quantized_exports(artifact("q", "quantized-model", out, meta))
+    assert [(e.config, e.format, e.path) for e in exports] == [
+        ("mamba_moe_fp8_conservative", "fp8", out / "mamba_moe_fp8_conservative" / "hf"),
+        ("mamba_moe_nvfp4_conservative", "nvfp4", out / "mamba_moe_nvfp4_conservative" / "hf"),
+    ]

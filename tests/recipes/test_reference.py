@@ -19,35 +19,53 @@ def test_every_reference_names_its_source_and_version():
             assert "commit" in source or "note" in source, (name, source)
 
 
-def test_megatron_core_fields_recorded_for_bridge_match_installed_megatron_core():
-    """The ConfigContainer sections that are megatron-core classes use the installed names."""
-    from megatron.core.datasets.gpt_dataset import GPTDatasetConfig
+def test_megatron_bridge_facts_were_read_at_the_pinned_tags():
+    """The recorded facts name the release tags of the pinned container, never a branch."""
+    from nemotron.upstream.pins import MEGATRON_STAGES_CONTAINER, container
+
+    ref = load_reference("megatron_bridge")
+    pins = container(MEGATRON_STAGES_CONTAINER)
+    assert ref["container"] == MEGATRON_STAGES_CONTAINER
+    for library in ("megatron-bridge", "megatron-core"):
+        pin, source = pins.pin(library), ref["sources"][library]
+        assert (source["repo"], source["tag"]) == (pin.repo, pin.tag) and len(source["commit"]) == 40
+    tags = {pins.pin("megatron-bridge").tag, pins.pin("megatron-core").tag}
+    for cls in ref["classes"].values():
+        assert {f.split(":")[0] for f in cls["read_from"]} <= tags, cls["read_from"]
+    for fn in ref["functions"].values():
+        assert fn["read_from"].split(":")[0] in tags
+
+
+def test_megatron_core_sections_exist_in_the_installed_megatron_core():
+    """Fields we emit under optimizer.* / model.* parallel keys are megatron-core's (installed 0.16 and
+    recorded 0.17 agree on them): a rename in either fails here."""
+    import dataclasses
+
     from megatron.core.model_parallel_config import ModelParallelConfig
     from megatron.core.optimizer import OptimizerConfig
+    from super3.megatron.common import optimizer_overrides, parallel_overrides, recompute_overrides
+
+    ref = load_reference("megatron_bridge")["classes"]
+    parallel = {"tensor": 1, "pipeline": 1, "context": 1, "expert": 1, "expert_tensor": 1, "sequence_parallel": 0}
+    model_keys = {k.split(".", 1)[1] for k in {**parallel_overrides(parallel), **recompute_overrides("full")}}
+    installed = {f.name for f in dataclasses.fields(ModelParallelConfig)}
     from megatron.core.transformer.transformer_config import TransformerConfig
 
-    ref = load_reference("megatron_bridge")["config_container"]
-    mcore_model = {f.name for f in dataclasses.fields(TransformerConfig)} | {
-        f.name for f in dataclasses.fields(ModelParallelConfig)
+    installed |= {f.name for f in dataclasses.fields(TransformerConfig)}
+    assert model_keys <= installed and model_keys <= set(ref["MambaModelProvider"]["fields"])
+    opt = {
+        "lr": 1,
+        "min_lr": 0,
+        "weight_decay": 0,
+        "adam_beta1": 0.9,
+        "adam_beta2": 0.95,
+        "clip_grad": 1,
+        "lr_schedule": "cosine",
+        "warmup_iters": 0,
     }
-    bridge_only = {
-        "seq_length",
-        "hybrid_override_pattern",
-        "vocab_size",
-        "share_embeddings_and_output_weights",
-        "mamba_stack_spec",
-    }
-    assert set(ref["model"]["fields"]) - bridge_only <= mcore_model
-    assert set(ref["optimizer"]["fields"]) <= {f.name for f in dataclasses.fields(OptimizerConfig)}
-    dataset_mcore = {f.name for f in dataclasses.fields(GPTDatasetConfig)}
-    dataloader_only = {
-        "seq_length",
-        "dataloader_type",
-        "num_workers",
-        "data_sharding",
-        "skip_getting_attention_mask_from_dataset",
-    }
-    assert set(ref["dataset"]["fields"]) - dataloader_only <= dataset_mcore
+    opt_keys = {k.split(".", 1)[1] for k in optimizer_overrides(opt, 10) if k.startswith("optimizer.")}
+    assert opt_keys <= {f.name for f in dataclasses.fields(OptimizerConfig)}
+    assert opt_keys <= set(ref["OptimizerConfig"]["fields"])
 
 
 def test_modelopt_reference_matches_installed_modelopt():
@@ -68,19 +86,24 @@ def test_modelopt_reference_matches_installed_modelopt():
         assert set(params) <= set(inspect.signature(funcs[name]).parameters), name
 
 
-def test_checkers_flag_unknown_names():
-    """A renamed parameter must fail a test: the checkers are not vacuous."""
+def test_checkers_flag_unknown_and_missing_names():
+    """A renamed parameter or a dropped required one must fail a test: the checkers are not vacuous."""
     bridge = load_reference("megatron_bridge")
     assert bridge_keys_problems({"train.train_iters": 1, "validation.eval_interval": 2}, bridge) == []
-    assert bridge_keys_problems({"train.train_iter": 1, "trainer.max_steps": 2}, bridge) == [
+    assert bridge_keys_problems({"train.train_iter": 1, "trainer.max_steps": 2, "mixed_precisions": 3}, bridge) == [
         "train.train_iter",
         "trainer.max_steps",
+        "mixed_precisions",
     ]
     spec = (
         "FinetuningDatasetConfig",
         {"seq_length": 1, "packed_sequence_specs": ("PackedSequenceSpecs", {"pack_size": 1})},
     )
     assert spec_problems(spec, bridge) == ["PackedSequenceSpecs.pack_size"]
+    # FinetuningDatasetConfig.seq_length has no default in Megatron-Bridge v0.4.0: leaving it out fails
+    assert spec_problems(("FinetuningDatasetConfig", {"dataset_root": "/d"}), bridge) == [
+        "FinetuningDatasetConfig.seq_length (required)"
+    ]
     rl = load_reference("nemo_rl")["master_config"]
     assert tree_problems({"grpo": {"num_prompts_per_step": 1, "prompts_per_step": 2}}, rl) == ["grpo.prompts_per_step"]
 

@@ -14,9 +14,12 @@ from .recipes_support import (
     SFT_ROWS,
     artifact,
     bridge_keys_problems,
+    call_problems,
     load_reference,
     megatron_model,
+    missing_caller_keys,
     resolved_config,
+    signature_problems,
     spec_problems,
     write_packed_parquet,
 )
@@ -34,8 +37,11 @@ def test_keys_and_dataset_spec_are_published_names(tmp_path, sft_data, config):
     _, job = _job(tmp_path, config, {"model": megatron_model(tmp_path / "base"), "data": sft_data})
     assert bridge_keys_problems(job.overrides, BRIDGE) == []
     assert spec_problems(job.dataset, BRIDGE) == []
-    assert job.recipe in BRIDGE["recipes"] and set(job.recipe_kwargs) <= set(BRIDGE["recipes"][job.recipe]["params"])
+    assert missing_caller_keys(job.recipe, job.overrides, BRIDGE, job.dataset) == []
+    recipe = BRIDGE["functions"][job.recipe]["params"]
+    assert signature_problems(job.recipe, job.recipe_kwargs, recipe) == []
     assert job.entry == "finetune"
+    assert call_problems(sft.hf_export_call(job), BRIDGE) == []
 
 
 def test_full_sft_reads_the_packed_parquet_and_starts_from_pretrained_weights(tmp_path, sft_data):
@@ -52,7 +58,9 @@ def test_full_sft_reads_the_packed_parquet_and_starts_from_pretrained_weights(tm
     assert o["checkpoint.pretrained_checkpoint"] == str(tmp_path / "base" / "checkpoints")
     assert o["checkpoint.finetune"] is True and o["checkpoint.load"] is None
     assert (o["train.train_iters"], o["train.global_batch_size"], o["optimizer.lr"]) == (1700, 128, 5e-6)
-    assert o["model.expert_model_parallel_size"] == 8 and o["mixed_precision"] == "bf16_mixed"
+    # v0.4.0 slurm_sft.sh layout TP8 EP64 (the recipe function's TP1 EP8 does not fit by the plan)
+    assert (o["model.tensor_model_parallel_size"], o["model.expert_model_parallel_size"]) == (8, 64)
+    assert o["mixed_precision"] == "bf16_mixed"
     # No HF export next to the base checkpoint: the published Super HF config is the export template.
     assert job.hf_export == {"hf_model_id": SUPER_HF_MODEL_ID, "hf_dir": str(tmp_path / "out" / "hf")}
 
@@ -69,8 +77,41 @@ def test_lora_uses_the_peft_recipe_with_the_published_adapter(tmp_path, sft_data
     assert job.recipe == "nemotron_3_super_peft_config" and job.recipe_kwargs == {"peft_scheme": "lora"}
     assert (o["peft.dim"], o["peft.alpha"], o["peft.dropout"]) == (32, 32, 0.0)
     assert o["peft.target_modules"] == ["linear_qkv", "linear_proj", "linear_fc1", "linear_fc2", "in_proj", "out_proj"]
-    assert (o["optimizer.lr"], o["model.expert_model_parallel_size"]) == (1e-4, 1)
-    assert job.hf_export is None and any("LoRA" in n for n in job.notes)
+    assert o["optimizer.lr"] == 1e-4
+    layout = [o[f"model.{k}_parallel_size"] for k in ("tensor_model", "context", "expert_model")]
+    assert layout == [4, 1, 8] and o["model.sequence_parallel"] is True
+
+
+def test_lora_ends_in_a_merged_hf_model(tmp_path, sft_data):
+    """LoRA: merge_lora.py (flags checked against the pinned script) then export_ckpt of the merge."""
+    base = megatron_model(tmp_path / "base")
+    cfg, job = _job(tmp_path, "lora", {"model": base, "data": sft_data})
+    out = tmp_path / "out"
+    merged = out / "merged"
+    script = BRIDGE["scripts"]["examples/peft/merge_lora.py"]["flags"]
+    assert signature_problems("merge_lora.py", job.lora_merge, script) == []
+    assert job.lora_merge["--pretrained"] == str(tmp_path / "base" / "checkpoints")
+    assert job.lora_merge["--output"] == str(merged) and job.lora_merge["--cpu"] is True
+    call = sft.hf_export_call(job)
+    assert call_problems(call, BRIDGE) == []
+    assert call.kwargs == {"megatron_path": str(merged), "hf_path": str(out / "hf")}
+    megatron_model(out, iteration=1700)  # the adapter checkpoint finetune() leaves
+    argv = sft.merge_argv(job)
+    assert argv[argv.index("--lora-checkpoint") + 1] == str(out / "checkpoints" / "iter_0001700")
+    assert "--cpu" in argv and argv[1].endswith("examples/peft/merge_lora.py")
+    with pytest.raises(RuntimeError, match="merge left no checkpoint"):
+        sft.result_metadata(job, cfg, out)
+    (merged / "iter_0000000").mkdir(parents=True)
+    (merged / "latest_checkpointed_iteration.txt").write_text("0")
+    (out / "hf").mkdir()
+    (out / "hf" / "config.json").write_text("{}")
+    meta = sft.result_metadata(job, cfg, out)
+    assert (meta["megatron_checkpoint"], meta["adapter_checkpoint"], meta["hf_dir"]) == ("merged", "checkpoints", "hf")
+    then = job.library_config()["then"]
+    assert [step.get("script") or step.get("call") for step in then] == [
+        "examples/peft/merge_lora.py",
+        "AutoBridge.export_ckpt",
+    ]
 
 
 def test_requeued_sft_resumes_its_own_checkpoint(tmp_path, sft_data):
@@ -113,18 +154,15 @@ def test_user_errors(tmp_path, sft_data):
         _job(tmp_path, "default", {"model": artifact("m", "model", tmp_path / "void"), "data": sft_data})
 
 
-def test_run_reports_checkpoint_and_hf_export(tmp_path, sft_data, monkeypatch):
-    cfg = resolved_config("sft", "default", tmp_path)
-
-    def fake_launch(job):
-        (job.save_dir / "iter_0001700").mkdir(parents=True)
-        (job.save_dir / "latest_checkpointed_iteration.txt").write_text("1700")
-        hf = Path(job.hf_export["hf_dir"])
-        hf.mkdir(parents=True)
-        (hf / "config.json").write_text("{}")
-
-    monkeypatch.setattr(sft, "_launch", fake_launch)
-    meta = sft.run(cfg, {"model": megatron_model(tmp_path / "base"), "data": sft_data}, tmp_path / "out")
+def test_metadata_needs_the_checkpoint_and_the_hf_export(tmp_path, sft_data):
+    cfg, job = _job(tmp_path, "default", {"model": megatron_model(tmp_path / "base"), "data": sft_data})
+    out = tmp_path / "out"
+    megatron_model(out, iteration=1700)
+    with pytest.raises(RuntimeError, match="HF export missing"):
+        sft.result_metadata(job, cfg, out)
+    (out / "hf").mkdir()
+    (out / "hf" / "config.json").write_text("{}")
+    meta = sft.result_metadata(job, cfg, out)
     assert meta["iteration"] == 1700 and meta["hf_dir"] == "hf" and meta["format"] == "megatron+hf"
     assert meta["megatron_checkpoint"] == "checkpoints" and meta["pack_size"] == 4096
 

@@ -2,7 +2,9 @@
 
 Everything here is pure: it maps train.yaml sections onto Megatron-Bridge ``ConfigContainer`` field
 paths (``train.train_iters``, ``model.tensor_model_parallel_size``, ...) and finds checkpoints and
-model directories on disk. The names are checked by tests against ``api_reference/megatron_bridge.json``.
+model directories on disk. The translation targets the Megatron-Bridge that
+``nemotron.upstream.pins.MEGATRON_STAGES_CONTAINER`` ships; its names (and which ones the library
+requires) are checked by tests against ``api_reference/megatron_bridge.json``, read at that pin's tag.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from nemotron.errors import UserError
 
 SUPER_HF_MODEL_ID = "nvidia/NVIDIA-Nemotron-3-Super-120B-A12B-BF16"
 """``NEMOTRON_3_SUPER_HF_MODEL_ID`` of the Megatron-Bridge recipe: architecture template for HF export."""
+
+RECIPE_MODULE = "megatron.bridge.recipes.nemotronh.nemotron_3_super"
+"""Megatron-Bridge v0.4.0 src/megatron/bridge/recipes/nemotronh/nemotron_3_super.py."""
 
 TRACKER_FILE = "latest_checkpointed_iteration.txt"
 """Megatron writes this next to ``iter_XXXXXXX/`` once a checkpoint is complete."""
@@ -52,6 +57,20 @@ MODEL_FIELDS = {
 """train.yaml ``model.*`` -> Megatron model-provider fields (megatron-core TransformerConfig / Bridge MambaModelProvider)."""
 
 
+@dataclass(frozen=True)
+class LibraryCall:
+    """One call into a library, named as ``api_reference`` records it (``AutoBridge.export_ckpt``,
+    ``modelopt.torch.quantization.quantize``) with the keyword arguments it receives. ``_launch``
+    passes exactly these, and the tests check them against the pinned signature (no unknown argument,
+    every required one present)."""
+
+    function: str
+    kwargs: dict[str, Any]
+
+    def describe(self) -> dict[str, Any]:
+        return {"call": self.function, "kwargs": self.kwargs}
+
+
 @dataclass
 class BridgeJob:
     """Everything ``_launch`` needs to build and run one Megatron-Bridge training job."""
@@ -64,7 +83,82 @@ class BridgeJob:
     dataset: tuple[str, dict[str, Any]] | None = None  # (config class, kwargs) replacing cfg.dataset
     resume: bool = False  # the save dir already held a checkpoint (requeued job)
     hf_export: dict[str, Any] | None = None  # {"hf_model_id", "hf_dir"} for SFT
+    lora_merge: dict[str, Any] | None = None  # examples/peft/merge_lora.py flags for LoRA SFT
     notes: list[str] = field(default_factory=list)
+
+    def library_config(self) -> dict[str, Any]:
+        """The exact library-level configuration the node builds: ``--dry-run`` prints it and the job
+        directory keeps it as ``library.yaml``. Values are plain (paths as strings)."""
+        pins = stage_container()
+        out: dict[str, Any] = {
+            "library": {p.library: p.version for p in pins.pins} | {"container": pins.image},
+            "recipe": f"{RECIPE_MODULE}.{self.recipe}",
+            "recipe_kwargs": dict(self.recipe_kwargs),
+            "overrides": {k: _plain(v) for k, v in self.overrides.items()},
+        }
+        if self.dataset is not None:
+            out["dataset"] = _spec_dict(self.dataset)
+        out["entry"] = f"megatron.bridge.training.{self.entry}.{self.entry}"
+        after = []
+        if self.lora_merge:
+            after.append({"script": "examples/peft/merge_lora.py", "flags": dict(self.lora_merge)})
+        if self.hf_export:
+            after.append(hf_export_call(self).describe())
+        if after:
+            out["then"] = after
+        return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _spec_dict(spec: tuple[str, dict[str, Any]]) -> dict[str, Any]:
+    name, kwargs = spec
+    return {"class": name} | {k: _spec_dict(v) if isinstance(v, tuple) else _plain(v) for k, v in kwargs.items()}
+
+
+def hf_export_call(job: BridgeJob) -> LibraryCall:
+    """``AutoBridge.export_ckpt`` of the job's last checkpoint (v0.4.0 models/conversion/auto_bridge.py)."""
+    source = job.hf_export.get("megatron_path") or str(job.save_dir)
+    return LibraryCall("AutoBridge.export_ckpt", {"megatron_path": source, "hf_path": job.hf_export["hf_dir"]})
+
+
+def stage_container():
+    """The pinned container row the Megatron-Bridge stages are translated for."""
+    from nemotron.upstream.pins import MEGATRON_STAGES_CONTAINER, container
+
+    return container(MEGATRON_STAGES_CONTAINER)
+
+
+def check_container(train_cfg: dict[str, Any]) -> None:
+    """Refuse a container whose pinned Megatron-Bridge is not the one this translation targets.
+
+    Checked on the submitting machine (dry-run, submit) for images in the pins table; images not in the
+    table are checked by the node preflight, which reads the version inside the container.
+    """
+    from nemotron.upstream.pins import CONTAINERS
+
+    image = (train_cfg.get("resources") or {}).get("container")
+    target = stage_container()
+    row = CONTAINERS.get(image or "")
+    if row is None or row.image == target.image:
+        return
+    want, have = target.pin("megatron-bridge"), row.pin("megatron-bridge")
+    if have.version != want.version:
+        raise UserError(
+            f"resources.container={image} ships Megatron-Bridge {have.version} ({have.tag}), "
+            f"but this stage is written for {want.version} ({want.tag})",
+            hint=f"set resources.container={target.image}",
+        )
 
 
 def require(module: str, what: str) -> None:
@@ -274,6 +368,38 @@ def checkpoint_plan(
             out["checkpoint.finetune"] = True
             notes.append(f"starting from the weights of {source}")
     return save_dir, out, False, notes
+
+
+DATASET_CLASSES = {
+    "FinetuningDatasetConfig": "megatron.bridge.training.config",
+    "PackedSequenceSpecs": "megatron.bridge.data.datasets.packed_sequence",  # v0.4.0 path (moved in v0.6.0)
+}
+
+
+def build_dataset(spec: tuple[str, dict[str, Any]]) -> Any:
+    """Instantiate a ``(class name, kwargs)`` dataset spec from megatron.bridge (nested specs first)."""
+    import importlib
+
+    name, kwargs = spec
+    cls = getattr(importlib.import_module(DATASET_CLASSES[name]), name)
+    return cls(**{k: build_dataset(v) if isinstance(v, tuple) else v for k, v in kwargs.items()})
+
+
+def build_bridge_config(job: BridgeJob) -> Any:
+    """The recipe's own ConfigContainer with our dataset and overrides laid over it (GPU container only).
+
+    Overlay, not construction: every field we do not set keeps the recipe's (and the library's) default,
+    so a field the library requires is filled by upstream by construction.
+    """
+    require("megatron.bridge", "Megatron-Bridge")
+    import importlib
+
+    recipe = getattr(importlib.import_module(RECIPE_MODULE), job.recipe)
+    cfg = recipe(**job.recipe_kwargs)
+    if job.dataset is not None:
+        cfg.dataset = build_dataset(job.dataset)
+    apply_overrides(cfg, job.overrides)
+    return cfg
 
 
 def apply_overrides(cfg: Any, overrides: dict[str, Any]) -> None:

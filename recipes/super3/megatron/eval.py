@@ -86,12 +86,9 @@ def _targets(inputs: dict[str, Any]) -> list[tuple[str, Path]]:
     out.append((BASELINE, hf))
     quantized = inputs.get("quantized")
     if quantized is not None:
-        base = Path(quantized.path)
-        configs = (quantized.metadata or {}).get("configs") or {}
-        for name, entry in configs.items():
-            if entry.get("hf_dir"):
-                path = Path(entry["hf_dir"])
-                out.append((name, path if path.is_absolute() else base / path))
+        from nemotron.artifacts.quantized import quantized_exports
+
+        out += [(export.config, export.path) for export in quantized_exports(quantized)]
         if len(out) == 1:
             qhf = locate_model(quantized).hf
             if qhf is None:

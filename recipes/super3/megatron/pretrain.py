@@ -17,6 +17,8 @@ from nemotron.node.logs import get_logger
 from super3.megatron.common import (
     PRECISION_PRESETS,
     BridgeJob,
+    build_bridge_config,
+    check_container,
     checkpoint_plan,
     latest_iteration,
     model_overrides,
@@ -24,11 +26,9 @@ from super3.megatron.common import (
     parallel_overrides,
     recompute_overrides,
     relative_to,
-    require,
     wandb_overrides,
 )
 
-RECIPE_MODULE = "megatron.bridge.recipes.nemotronh.nemotron_3_super"
 SPLITS = ("train", "valid", "test")
 
 
@@ -75,8 +75,19 @@ def blend_per_split(data_dir: str | Path) -> list[tuple[list[str], list[float]] 
     return out
 
 
+TOKENIZER_TYPES = {"hf": "HuggingFaceTokenizer", "tiktoken": "TikTokenizer"}
+"""Data prep's ``tokenizer.kind`` -> Megatron-Bridge ``TokenizerConfig.tokenizer_type`` (v0.4.0
+training/tokenizers/tokenizer.py builds both from ``tokenizer_model``)."""
+
+
 def tokenizer_overrides(data_meta: dict[str, Any], model_vocab: int) -> dict[str, Any]:
-    """Use the data's HF tokenizer directory when it has one; refuse a vocabulary the model cannot hold."""
+    """The tokenizer data prep used (``tokenizer.path``/``kind``/``vocab_size`` in the data's metadata).
+
+    Why not the recipe's: it names a hub id (``nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16``), so nodes
+    would need hub access and could tokenize differently from the data. Data prep records the
+    tokenizer *file* (``tokenizer.json`` or a tiktoken rank file); an HF tokenizer loads from the
+    directory holding it. A vocabulary larger than the model's embedding is refused.
+    """
     tok = data_meta.get("tokenizer") or {}
     vocab = tok.get("vocab_size")
     if vocab and int(vocab) > model_vocab:
@@ -84,10 +95,17 @@ def tokenizer_overrides(data_meta: dict[str, Any], model_vocab: int) -> dict[str
             f"the data was tokenized with a {vocab}-token vocabulary but model.vocab_size is {model_vocab}",
             hint="prepare the data with the model's tokenizer",
         )
-    path = tok.get("path")
-    if path and Path(path).is_dir():
-        return {"tokenizer.tokenizer_type": "HuggingFaceTokenizer", "tokenizer.tokenizer_model": str(path)}
-    return {}
+    if not tok.get("path"):
+        raise UserError(
+            "the pretrain-data artifact records no tokenizer (metadata tokenizer.path)",
+            hint="re-run `nemotron super3 data prep pretrain`",
+        )
+    kind = tok.get("kind") or "hf"
+    if kind not in TOKENIZER_TYPES:
+        raise UserError(f"the pretrain-data tokenizer kind {kind!r} has no Megatron-Bridge tokenizer type")
+    path = Path(str(tok["path"]))
+    model = path.parent if kind == "hf" and path.name == "tokenizer.json" else path
+    return {"tokenizer.tokenizer_type": TOKENIZER_TYPES[kind], "tokenizer.tokenizer_model": str(model)}
 
 
 def common_overrides(train_cfg: dict[str, Any], output_dir: Path) -> dict[str, Any]:
@@ -121,6 +139,7 @@ def common_overrides(train_cfg: dict[str, Any], output_dir: Path) -> dict[str, A
 def build_pretrain_job(train_cfg: dict[str, Any], inputs: dict[str, Any], output_dir: str | Path) -> BridgeJob:
     """train.yaml + resolved inputs -> the recipe call and the ConfigContainer overrides."""
     output_dir = Path(output_dir)
+    check_container(train_cfg)
     if train_cfg["recipe"] != "nemotron_3_super_pretrain_config":
         raise UserError(
             f"recipe '{train_cfg['recipe']}' is not a pretraining recipe", hint="use nemotron_3_super_pretrain_config"
@@ -166,19 +185,53 @@ def result_metadata(job: BridgeJob, train_cfg: dict[str, Any], output_dir: Path)
     }
 
 
+def library_config(train_cfg: dict[str, Any], inputs: dict[str, Any], output_dir: str | Path) -> dict[str, Any]:
+    """What ``--dry-run`` prints and ``library.yaml`` keeps: the recipe call and every override."""
+    return build_pretrain_job(train_cfg, inputs, output_dir).library_config()
+
+
+def preflight(train_cfg: dict[str, Any]) -> list[Any]:
+    """Node checks before torchrun: pinned versions, inputs and tokenizer, the recipe's own validation."""
+    from super3.megatron import preflight as pf
+
+    checks = pf.version_checks(("megatron-bridge", "megatron-core"))
+    if not all(c.ok for c in checks):
+        return checks
+    output_dir = Path((train_cfg.get("job") or {}).get("output_dir") or ".")
+    state: dict[str, Any] = {}
+
+    def translate() -> str:
+        state["job"] = build_pretrain_job(train_cfg, pf.resolved_inputs(train_cfg), output_dir)
+        return "; ".join(state["job"].notes) or "inputs resolved, blend.json shards present"
+
+    checks.append(pf.guarded("inputs", translate))
+    if "job" in state:
+        checks.append(pf.guarded("tokenizer", lambda: _load_tokenizer(state["job"], train_cfg)))
+        checks.append(pf.guarded("config", lambda: pf.validate_bridge_config(state["job"], train_cfg)))
+    return checks
+
+
+def _load_tokenizer(job: BridgeJob, train_cfg: dict[str, Any]) -> str:
+    """Load the data's tokenizer the way the library will and compare its vocabulary to the model's."""
+    model = job.overrides["tokenizer.tokenizer_model"]
+    if not Path(model).exists():
+        raise UserError(f"the data's tokenizer {model} is not readable on this node", hint="put it on shared storage")
+    if job.overrides["tokenizer.tokenizer_type"] != "HuggingFaceTokenizer":
+        return f"{model} (tiktoken)"
+    from transformers import AutoTokenizer
+
+    size = len(AutoTokenizer.from_pretrained(model))
+    if size > train_cfg["model"]["vocab_size"]:
+        raise UserError(f"tokenizer {model} has {size} tokens, more than model.vocab_size")
+    return f"{model} ({size} tokens)"
+
+
 def _launch(job: BridgeJob) -> None:
     """Build the recipe config, apply the overrides and run Megatron-Bridge (GPU nodes only)."""
-    require("megatron.bridge", "Megatron-Bridge")
-    import importlib
-
+    cfg = build_bridge_config(job)
     from megatron.bridge.training.gpt_step import forward_step
     from megatron.bridge.training.pretrain import pretrain
 
-    from super3.megatron.common import apply_overrides
-
-    recipe = getattr(importlib.import_module(RECIPE_MODULE), job.recipe)
-    cfg = recipe(**job.recipe_kwargs)
-    apply_overrides(cfg, job.overrides)
     pretrain(config=cfg, forward_step_func=forward_step)
     import torch
 

@@ -1,10 +1,16 @@
 """FP8 / NVFP4 post-training quantization of the model with ModelOpt through Megatron-Bridge.
 
-Follows Megatron-Bridge's ``examples/quantization/quantize.py`` + ``export.py`` (HF model ->
-Megatron model with the ModelOpt layer spec -> ``mtq.quantize`` with a calibration forward loop ->
-Megatron checkpoint -> ``export_mcore_gpt_to_hf``), except that calibration samples come from the
-SFT data artifact (packed Parquet) instead of a dataset download. One HF export per config in
-``quant.configs`` (``mamba_moe_{fp8,nvfp4}_{conservative,aggressive}``).
+Follows Megatron-Bridge v0.4.0 ``examples/quantization/quantize.py`` + ``export.py``: HF model ->
+Megatron model (``to_megatron_provider(load_weights=True)``, parallel sizes, ``finalize()``,
+``initialize_model_parallel``) -> ``mtq.quantize`` with a calibration forward loop -> Megatron
+checkpoint; then for the HF export a fresh provider (``load_weights=False``) at the export layout ->
+``load_megatron_model(mp_overrides=...)`` -> ``export_mcore_gpt_to_hf``. Calibration samples come
+from the SFT data artifact (packed Parquet) instead of a dataset download, as the published
+checkpoints did (NVIDIA-NeMo/Nemotron v0.1.0 docs/nemotron/super3/quantization.md: 256 SFT samples,
+FP8 KV cache). One HF export per config in ``quant.configs``.
+
+``build_quantize_job`` lists every library call with its arguments (``LibraryCall``); ``_launch``
+makes exactly those calls, and the tests check them against the pinned signatures.
 """
 
 from __future__ import annotations
@@ -13,10 +19,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from nemotron.artifacts.quantized import quantized_entry
 from nemotron.errors import UserError
 from nemotron.node.logs import get_logger
 from nemotron.node.ranks import is_rank_zero
-from super3.megatron.common import locate_model, relative_to, require
+from super3.megatron.common import LibraryCall, check_container, locate_model, relative_to, require, stage_container
 from super3.megatron.sft import packed_splits
 
 MODELOPT_CONFIGS = {
@@ -25,7 +32,12 @@ MODELOPT_CONFIGS = {
     "mamba_moe_nvfp4_conservative": "MAMBA_MOE_NVFP4_CONSERVATIVE_CFG",
     "mamba_moe_nvfp4_aggressive": "MAMBA_MOE_NVFP4_AGGRESSIVE_CFG",
 }
-"""Config names (Megatron-Bridge quantize_utils.QUANT_CFG_CHOICES) -> ``modelopt.torch.quantization`` constants."""
+"""Config names (Megatron-Bridge v0.4.0 examples/quantization/quantize_utils.py QUANT_CFG_CHOICES)
+-> ``modelopt.torch.quantization`` constants."""
+
+KV_CACHE_FP8 = {"*linear_qkv.output_quantizer": {"enable": True, "num_bits": [4, 3], "axis": None}}
+"""What ``--export-kv-cache-quant`` adds to the ModelOpt config (v0.4.0 quantize_utils.py
+get_modelopt_torch_quantization_config): FP8 (E4M3) on the QKV output, i.e. the KV cache."""
 
 
 def calibration_samples(
@@ -57,9 +69,67 @@ def calibration_samples(
     return samples
 
 
+def _layout(tp: int, pp: int, ep: int, etp: int) -> dict[str, int]:
+    return {
+        "tensor_model_parallel_size": tp,
+        "pipeline_model_parallel_size": pp,
+        "expert_model_parallel_size": ep,
+        "expert_tensor_parallel_size": etp,
+    }
+
+
+def quantize_calls(hf_model: str, cfg: dict[str, Any], layout: dict[str, int]) -> list[LibraryCall]:
+    """The library calls that quantize one config (v0.4.0 examples/quantization/quantize.py main())."""
+    return [
+        LibraryCall("AutoBridge.from_hf_pretrained", {"path": hf_model, "trust_remote_code": True}),
+        LibraryCall("AutoBridge.to_megatron_provider", {"load_weights": True}),
+        LibraryCall("provider.<set>", layout | {"pipeline_dtype": "bfloat16"}),
+        LibraryCall("MambaModelProvider.finalize", {}),
+        LibraryCall("ModelProviderMixin.initialize_model_parallel", {"seed": 0}),
+        LibraryCall("ModelProviderMixin.provide_distributed_model", {"wrap_with_ddp": False}),
+        LibraryCall(
+            "modelopt.torch.quantization.quantize",
+            {
+                "model": "<unwrapped model>",
+                "config": f"mtq.{cfg['modelopt_config']}" + (" + KV_CACHE_FP8" if cfg["kv_cache_fp8"] else ""),
+                "forward_loop": "<calibration loop>",
+            },
+        ),
+        LibraryCall("AutoBridge.save_megatron_model", {"model": "<model>", "path": cfg["megatron_dir"]}),
+    ]
+
+
+def export_calls(hf_model: str, cfg: dict[str, Any], layout: dict[str, int]) -> list[LibraryCall]:
+    """The library calls that export one quantized checkpoint to HF (v0.4.0 examples/quantization/export.py)."""
+    return [
+        LibraryCall("AutoBridge.from_hf_pretrained", {"path": hf_model, "trust_remote_code": True}),
+        LibraryCall("AutoBridge.to_megatron_provider", {"load_weights": False}),
+        LibraryCall("provider.<set>", layout | {"pipeline_dtype": "bfloat16"}),
+        LibraryCall("MambaModelProvider.finalize", {}),
+        LibraryCall("ModelProviderMixin.initialize_model_parallel", {"seed": 0}),
+        LibraryCall(
+            "AutoBridge.load_megatron_model",
+            {"path": cfg["megatron_dir"], "mp_overrides": layout, "wrap_with_ddp": False},
+        ),
+        LibraryCall(
+            "modelopt.torch.export.export_mcore_gpt_to_hf",
+            {
+                "model": "<unwrapped model>",
+                "pretrained_model_name_or_path": hf_model,
+                "export_extra_modules": False,
+                "dtype": "bfloat16",
+                "export_dir": cfg["hf_dir"] + ".tmp",
+                "moe_router_dtype": "<model.config.moe_router_dtype>",
+                "trust_remote_code": True,
+            },
+        ),
+    ]
+
+
 def build_quantize_job(train_cfg: dict[str, Any], inputs: dict[str, Any], output_dir: str | Path) -> dict[str, Any]:
-    """train.yaml + inputs -> model, per-config outputs, Megatron layouts and calibration spec."""
+    """train.yaml + inputs -> model, per-config outputs and library calls, calibration spec."""
     output_dir = Path(output_dir)
+    check_container(train_cfg)
     if "model" not in inputs:
         raise UserError("quantize needs run.model")
     if "calib" not in inputs:
@@ -82,34 +152,29 @@ def build_quantize_job(train_cfg: dict[str, Any], inputs: dict[str, Any], output
             f"HF export shards {layers} layers over {world} GPUs with pipeline parallelism, which does not divide",
             hint="use a GPU count that divides model.num_layers",
         )
+    quantize_layout = _layout(par["tensor"], par["pipeline"], par["expert"], par["expert_tensor"])
+    # export.py loads the quantized checkpoint for export_mcore_gpt_to_hf with pipeline parallelism only
+    # (the published Super3 command: --pp 8 on 8 GPUs, v0.4.0 docs/models/llm/nemotron3-super.md)
+    export_layout = _layout(1, world, 1, 1)
     configs = []
     for name in quant["configs"]:
-        configs.append(
-            {
-                "name": name,
-                "modelopt_config": MODELOPT_CONFIGS[name],
-                "format": "nvfp4" if "nvfp4" in name else "fp8",
-                "megatron_dir": str(output_dir / name / "megatron"),
-                "hf_dir": str(output_dir / name / "hf"),
-            }
-        )
+        cfg = {
+            "name": name,
+            "modelopt_config": MODELOPT_CONFIGS[name],
+            "kv_cache_fp8": bool(quant["kv_cache_fp8"]),
+            "format": "nvfp4" if "nvfp4" in name else "fp8",
+            "megatron_dir": str(output_dir / name / "megatron"),
+            "hf_dir": str(output_dir / name / "hf"),
+        }
+        cfg["quantize"] = quantize_calls(str(hf), cfg, quantize_layout)
+        cfg["export"] = export_calls(str(hf), cfg, export_layout) if train_cfg["export"]["hf"] else []
+        configs.append(cfg)
     calib = inputs["calib"]
     return {
         "hf_model": str(hf),
         "configs": configs,
-        "quantize_parallel": {
-            "tensor_model_parallel_size": par["tensor"],
-            "pipeline_model_parallel_size": par["pipeline"],
-            "expert_model_parallel_size": par["expert"],
-            "expert_tensor_parallel_size": par["expert_tensor"],
-        },
-        # The unified HF exporter loads at TP=1: shard across the GPUs with pipeline parallelism instead.
-        "export_parallel": {
-            "tensor_model_parallel_size": 1,
-            "pipeline_model_parallel_size": world,
-            "expert_model_parallel_size": 1,
-            "expert_tensor_parallel_size": 1,
-        },
+        "quantize_parallel": quantize_layout,
+        "export_parallel": export_layout,
         "calibration": {
             "data_dir": str(calib.path),
             "metadata": calib.metadata or {},
@@ -121,22 +186,116 @@ def build_quantize_job(train_cfg: dict[str, Any], inputs: dict[str, Any], output
     }
 
 
+def library_config(train_cfg: dict[str, Any], inputs: dict[str, Any], output_dir: str | Path) -> dict[str, Any]:
+    """What ``--dry-run`` prints and ``library.yaml`` keeps: every quantize and export call per config."""
+    job = build_quantize_job(train_cfg, inputs, output_dir)
+    pins = stage_container()
+    return {
+        "library": {p.library: p.version for p in pins.pins} | {"container": pins.image},
+        "calibration": {k: v for k, v in job["calibration"].items() if k != "metadata"},
+        "configs": {
+            cfg["name"]: {
+                "quantize": [c.describe() for c in cfg["quantize"]],
+                "export": [c.describe() for c in cfg["export"]],
+            }
+            for cfg in job["configs"]
+        },
+    }
+
+
 def result_metadata(job: dict[str, Any], output_dir: Path, n_calib: int) -> dict[str, Any]:
-    configs = {}
+    """The quantized-model metadata (``nemotron.artifacts.quantized``: ``models.<config>.dir``)."""
+    models = {}
     for cfg in job["configs"]:
-        entry = {"format": cfg["format"], "modelopt_config": cfg["modelopt_config"]}
-        entry["megatron_dir"] = relative_to(Path(cfg["megatron_dir"]), output_dir)
+        details = {
+            "modelopt_config": cfg["modelopt_config"],
+            "kv_cache_fp8": cfg["kv_cache_fp8"],
+            "megatron_dir": relative_to(Path(cfg["megatron_dir"]), output_dir),
+        }
         if job["export_hf"]:
             if not (Path(cfg["hf_dir"]) / "config.json").is_file():
                 raise RuntimeError(f"HF export missing at {cfg['hf_dir']}; nothing to publish")
-            entry["hf_dir"] = relative_to(Path(cfg["hf_dir"]), output_dir)
-        configs[cfg["name"]] = entry
-    first = configs[job["configs"][0]["name"]]
-    meta = {"format": "hf" if job["export_hf"] else "megatron", "library": "modelopt+megatron-bridge"}
-    meta.update({"configs": configs, "calibration_samples": n_calib, "source_model": job["hf_model"]})
-    if "hf_dir" in first:
-        meta["hf_dir"] = first["hf_dir"]
-    return meta
+            directory = relative_to(Path(cfg["hf_dir"]), output_dir)
+        else:
+            directory = details["megatron_dir"]
+        models[cfg["name"]] = quantized_entry(directory, cfg["format"], **details)
+    return {
+        "backend": "megatron",
+        "library": "modelopt+megatron-bridge",
+        "format": "hf" if job["export_hf"] else "megatron",
+        "configs": [cfg["name"] for cfg in job["configs"]],
+        "models": models,
+        "calibration_samples": n_calib,
+        "source_model": job["hf_model"],
+    }
+
+
+def preflight(train_cfg: dict[str, Any]) -> list[Any]:
+    """Node checks before torchrun: pinned versions (ModelOpt too), inputs, the ModelOpt configs."""
+    from super3.megatron import preflight as pf
+
+    checks = pf.version_checks(("megatron-bridge", "megatron-core", "nvidia-modelopt"))
+    if not all(c.ok for c in checks):
+        return checks
+    output_dir = Path((train_cfg.get("job") or {}).get("output_dir") or ".")
+    state: dict[str, Any] = {}
+
+    def translate() -> str:
+        state["job"] = build_quantize_job(train_cfg, pf.resolved_inputs(train_cfg), output_dir)
+        cal = state["job"]["calibration"]
+        n = len(calibration_samples(cal["data_dir"], cal["size"], cal["seq_length"], cal["metadata"]))
+        return f"model {state['job']['hf_model']}; {n} calibration sequences"
+
+    def modelopt_configs() -> str:
+        import modelopt.torch.quantization as mtq
+
+        names = [cfg["modelopt_config"] for cfg in state["job"]["configs"]]
+        missing = [n for n in names if not isinstance(getattr(mtq, n, None), dict)]
+        if missing:
+            raise UserError(f"ModelOpt in this container has no {', '.join(missing)}")
+        return ", ".join(names)
+
+    checks.append(pf.guarded("inputs", translate))
+    if "job" in state:
+        checks.append(pf.guarded("modelopt configs", modelopt_configs))
+    return checks
+
+
+def _provider(bridge: Any, load_weights: bool, layout: dict[str, int]) -> Any:
+    import torch
+
+    provider = bridge.to_megatron_provider(load_weights=load_weights)
+    for key, value in layout.items():
+        setattr(provider, key, value)
+    provider.pipeline_dtype = torch.bfloat16
+    provider.finalize()
+    provider.initialize_model_parallel(seed=0)
+    return provider
+
+
+def modelopt_config(cfg: dict[str, Any], base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ModelOpt config dict for one entry: the mtq constant, plus the FP8 KV cache when asked.
+
+    ModelOpt 0.43 (the pin) keeps ``quant_cfg`` as a pattern -> settings dict, which is what
+    Megatron-Bridge v0.4.0's quantize_utils.py edits; later ModelOpt releases (0.47 in this repo's dev
+    environment) use a list of ``{"quantizer_name", "cfg"}`` entries. Both get the same KV-cache entry.
+    """
+    import copy
+
+    if base is None:
+        import modelopt.torch.quantization as mtq
+
+        base = getattr(mtq, cfg["modelopt_config"])
+    out = copy.deepcopy(base)
+    if cfg["kv_cache_fp8"]:
+        for pattern, settings in KV_CACHE_FP8.items():
+            settings = settings | {"num_bits": tuple(settings["num_bits"])}
+            if isinstance(out["quant_cfg"], dict):
+                out["quant_cfg"][pattern] = settings
+            else:
+                enabled = {k: v for k, v in settings.items() if k != "enable"}
+                out["quant_cfg"].append({"quantizer_name": pattern, "cfg": enabled})
+    return out
 
 
 def _launch(job: dict[str, Any], samples: list[list[int]]) -> None:
@@ -147,7 +306,6 @@ def _launch(job: dict[str, Any], samples: list[list[int]]) -> None:
     import modelopt.torch.quantization as mtq
     import torch
     from megatron.bridge import AutoBridge
-    from megatron.bridge.models.mamba.mamba_provider import modelopt_mamba_stack_spec
     from megatron.core import parallel_state
     from megatron.core.utils import unwrap_model
     from modelopt.torch.utils.plugins.megatron_generate import megatron_generate
@@ -155,14 +313,7 @@ def _launch(job: dict[str, Any], samples: list[list[int]]) -> None:
     batch = job["calibration"]["batch_size"]
     for cfg in job["configs"]:
         bridge = AutoBridge.from_hf_pretrained(job["hf_model"], trust_remote_code=True)
-        provider = bridge.to_megatron_provider(load_weights=True)
-        for key, value in job["quantize_parallel"].items():
-            setattr(provider, key, value)
-        provider.pipeline_dtype = torch.bfloat16
-        provider.moe_permute_fusion = False
-        provider.mamba_stack_spec = modelopt_mamba_stack_spec
-        provider.finalize()
-        provider.initialize_model_parallel(seed=0)
+        provider = _provider(bridge, True, job["quantize_parallel"])
         model = provider.provide_distributed_model(wrap_with_ddp=False)
         unwrapped = unwrap_model(model)[0]
 
@@ -171,26 +322,23 @@ def _launch(job: dict[str, Any], samples: list[list[int]]) -> None:
                 for seq in samples[start : start + batch]:
                     megatron_generate(m, torch.tensor([seq], dtype=torch.long).cuda(), osl=1)
 
-        mtq.quantize(unwrapped, getattr(mtq, cfg["modelopt_config"]), forward_loop)
-        bridge.save_megatron_model(model, cfg["megatron_dir"])
+        mtq.quantize(model=unwrapped, config=modelopt_config(cfg), forward_loop=forward_loop)
+        bridge.save_megatron_model(model=model, path=cfg["megatron_dir"])
         del model, unwrapped
         parallel_state.destroy_model_parallel()
         if not job["export_hf"]:
             continue
-        config = bridge.get_model_config()
-        for key, value in job["export_parallel"].items():
-            setattr(config, key, value)
-        config.pipeline_dtype = torch.bfloat16
-        config.finalize()
-        bridge._get_or_initialize_pg_collection(config.transformer, seed=0)
+        bridge = AutoBridge.from_hf_pretrained(job["hf_model"], trust_remote_code=True)
+        _provider(bridge, False, job["export_parallel"])
         loaded = bridge.load_megatron_model(
-            cfg["megatron_dir"], mp_overrides=job["export_parallel"], wrap_with_ddp=False
+            path=cfg["megatron_dir"], mp_overrides=job["export_parallel"], wrap_with_ddp=False
         )
         exported = unwrap_model(loaded)[0]
         tmp = Path(cfg["hf_dir"] + ".tmp")
         mtex.export_mcore_gpt_to_hf(
-            exported,
-            job["hf_model"],
+            model=exported,
+            pretrained_model_name_or_path=job["hf_model"],
+            export_extra_modules=False,
             dtype=torch.bfloat16,
             export_dir=str(tmp),
             moe_router_dtype=getattr(exported.config, "moe_router_dtype", None),

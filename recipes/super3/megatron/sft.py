@@ -3,12 +3,17 @@
 ``build_sft_job`` maps train.yaml onto ``nemotron_3_super_sft_config`` / ``_peft_config`` plus a
 ``FinetuningDatasetConfig`` over the packed Parquet of the sft-data artifact (Megatron-Bridge reads
 ``input_ids`` / ``loss_mask`` / ``seq_start_id`` Parquet natively); ``_launch`` runs ``finetune()``
-and, for full SFT, exports the last checkpoint to HF with ``AutoBridge.export_ckpt``.
+and exports the last checkpoint to HF with ``AutoBridge.export_ckpt``. LoRA first merges the adapter
+into the base weights with Megatron-Bridge's ``examples/peft/merge_lora.py`` (v0.4.0), so a LoRA run
+also ends in a usable HF model.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +24,22 @@ from nemotron.node.ranks import is_rank_zero
 from super3.megatron.common import (
     SUPER_HF_MODEL_ID,
     BridgeJob,
+    build_bridge_config,
+    check_container,
     checkpoint_plan,
+    hf_export_call,
     iteration_dir,
     latest_iteration,
     locate_model,
     relative_to,
-    require,
 )
-from super3.megatron.pretrain import RECIPE_MODULE, common_overrides
+from super3.megatron.pretrain import common_overrides
 
 SFT_RECIPES = {"none": "nemotron_3_super_sft_config", "lora": "nemotron_3_super_peft_config"}
 SPLIT_NAMES = {"train": ("train",), "valid": ("valid", "val", "validation")}
+BRIDGE_HOME = "/opt/Megatron-Bridge"
+"""Where the NeMo container keeps the Megatron-Bridge checkout and its examples/ (v0.4.0
+docs/models/llm/nemotron3-super.md); ``MEGATRON_BRIDGE_HOME`` overrides it."""
 
 
 def _has_parquet(path: Path) -> bool:
@@ -109,6 +119,7 @@ def packed_splits(data_dir: str | Path, metadata: dict[str, Any] | None = None) 
 def build_sft_job(train_cfg: dict[str, Any], inputs: dict[str, Any], output_dir: str | Path) -> BridgeJob:
     """train.yaml + resolved inputs -> recipe call, ConfigContainer overrides, dataset and HF export."""
     output_dir = Path(output_dir)
+    check_container(train_cfg)
     method = train_cfg["peft"]["method"]
     expected = SFT_RECIPES[method]
     if train_cfg["recipe"] != expected:
@@ -163,14 +174,32 @@ def build_sft_job(train_cfg: dict[str, Any], inputs: dict[str, Any], output_dir:
             ),
         },
     )
-    hf_export = None
+    hf_export = lora_merge = None
     if train_cfg["export"]["hf"]:
+        template = locate_model(inputs["model"]).hf
+        hf_model_id = str(template) if template else SUPER_HF_MODEL_ID
+        hf_export = {
+            "hf_model_id": hf_model_id,
+            "hf_dir": str(Path(train_cfg["export"]["hf_dir"] or output_dir / "hf")),
+        }
         if method == "lora":
-            notes.append("LoRA: the adapter checkpoint is published; HF export covers full SFT only")
-        else:
-            template = locate_model(inputs["model"]).hf
-            hf_dir = Path(train_cfg["export"]["hf_dir"] or output_dir / "hf")
-            hf_export = {"hf_model_id": str(template) if template else SUPER_HF_MODEL_ID, "hf_dir": str(hf_dir)}
+            merged = output_dir / "merged"
+            par = train_cfg["parallel"]
+            # v0.4.0 examples/peft/merge_lora.py flags; --cpu: it runs after training in one process
+            lora_merge = {
+                "--lora-checkpoint": "<last iteration of checkpoint.save>",
+                "--output": str(merged),
+                "--hf-model-path": hf_model_id,
+                "--pretrained": ckpt["checkpoint.pretrained_checkpoint"] or ckpt["checkpoint.load"],
+                "--tp": 1,
+                "--pp": 1,
+                "--ep": 1,
+                "--cpu": True,
+            }
+            hf_export["megatron_path"] = str(merged)
+            notes.append(
+                f"LoRA: the adapter is merged into the base (CPU, one process; TP{par['tensor']} ignored) and exported"
+            )
     return BridgeJob(
         recipe=expected,
         entry="finetune",
@@ -180,6 +209,7 @@ def build_sft_job(train_cfg: dict[str, Any], inputs: dict[str, Any], output_dir:
         dataset=dataset,
         resume=resume,
         hf_export=hf_export,
+        lora_merge=lora_merge,
         notes=notes,
     )
 
@@ -198,6 +228,13 @@ def result_metadata(job: BridgeJob, train_cfg: dict[str, Any], output_dir: Path)
         "resumed": job.resume,
         "pack_size": train_cfg["data"]["pack_size"],
     }
+    if job.lora_merge:
+        # the usable model is the merged checkpoint; the adapter-only checkpoint stays for reference
+        merged = Path(job.lora_merge["--output"])
+        if latest_iteration(merged) is None:
+            raise RuntimeError(f"LoRA merge left no checkpoint in {merged}; nothing to publish")
+        meta["adapter_checkpoint"] = meta["megatron_checkpoint"]
+        meta["megatron_checkpoint"] = relative_to(merged, output_dir)
     if job.hf_export:
         hf_dir = Path(job.hf_export["hf_dir"])
         if not (hf_dir / "config.json").is_file():
@@ -206,52 +243,95 @@ def result_metadata(job: BridgeJob, train_cfg: dict[str, Any], output_dir: Path)
     return meta
 
 
-def _build_dataset(spec: tuple[str, dict[str, Any]]) -> Any:
-    """Instantiate ``(class name, kwargs)`` specs from megatron.bridge (nested specs first)."""
-    from megatron.bridge.data.datasets.packed_sequence import PackedSequenceSpecs
-    from megatron.bridge.training.config import FinetuningDatasetConfig
+def merge_script() -> Path:
+    return Path(os.environ.get("MEGATRON_BRIDGE_HOME", BRIDGE_HOME)) / "examples" / "peft" / "merge_lora.py"
 
-    classes = {"FinetuningDatasetConfig": FinetuningDatasetConfig, "PackedSequenceSpecs": PackedSequenceSpecs}
-    name, kwargs = spec
-    built = {k: _build_dataset(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}
-    return classes[name](**built)
+
+def merge_argv(job: BridgeJob) -> list[str]:
+    """The merge_lora.py command line for the job's last LoRA iteration (``--cpu`` is a bare flag)."""
+    flags = dict(job.lora_merge)
+    flags["--lora-checkpoint"] = str(iteration_dir(job.save_dir, latest_iteration(job.save_dir)))
+    argv = [sys.executable, str(merge_script())]
+    for flag, value in flags.items():
+        if value is True:
+            argv.append(flag)
+        elif value not in (None, False):
+            argv += [flag, str(value)]
+    return argv
+
+
+def _merge_lora(job: BridgeJob) -> None:
+    """Adapter + base -> one dense Megatron checkpoint (rank 0, a separate process, no process group)."""
+    merged = Path(job.lora_merge["--output"])
+    shutil.rmtree(merged, ignore_errors=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_PORT")}
+    subprocess.run(merge_argv(job), check=True, env=env)
 
 
 def _export_hf(job: BridgeJob) -> None:
     """Megatron checkpoint -> HF safetensors (rank 0, one process), written to a temp dir then renamed."""
     from megatron.bridge import AutoBridge
 
-    hf_dir = Path(job.hf_export["hf_dir"])
-    iteration = latest_iteration(job.save_dir)
+    call = hf_export_call(job)
+    hf_dir = Path(call.kwargs["hf_path"])
+    source = Path(call.kwargs["megatron_path"])
+    iteration = latest_iteration(source)
     tmp = hf_dir.with_name(hf_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     bridge = AutoBridge.from_hf_pretrained(job.hf_export["hf_model_id"], trust_remote_code=True)
-    bridge.export_ckpt(megatron_path=str(iteration_dir(job.save_dir, iteration)), hf_path=str(tmp))
+    kwargs = call.kwargs | {"hf_path": str(tmp)}
+    if iteration is not None:
+        kwargs["megatron_path"] = str(iteration_dir(source, iteration))
+    bridge.export_ckpt(**kwargs)
     shutil.rmtree(hf_dir, ignore_errors=True)
     tmp.rename(hf_dir)
 
 
-def _launch(job: BridgeJob) -> None:
-    """Recipe config + overrides + packed-Parquet dataset -> ``finetune()``; then HF export (GPU nodes only)."""
-    require("megatron.bridge", "Megatron-Bridge")
-    import importlib
+def library_config(train_cfg: dict[str, Any], inputs: dict[str, Any], output_dir: str | Path) -> dict[str, Any]:
+    """What ``--dry-run`` prints and ``library.yaml`` keeps: recipe, overrides, dataset, merge/export."""
+    return build_sft_job(train_cfg, inputs, output_dir).library_config()
 
+
+def preflight(train_cfg: dict[str, Any]) -> list[Any]:
+    """Node checks before torchrun: pinned versions, inputs, merge script, the recipe's own validation."""
+    from super3.megatron import preflight as pf
+
+    checks = pf.version_checks(("megatron-bridge", "megatron-core"))
+    if not all(c.ok for c in checks):
+        return checks
+    output_dir = Path((train_cfg.get("job") or {}).get("output_dir") or ".")
+    state: dict[str, Any] = {}
+
+    def translate() -> str:
+        state["job"] = build_sft_job(train_cfg, pf.resolved_inputs(train_cfg), output_dir)
+        return "; ".join(state["job"].notes) or "inputs resolved"
+
+    checks.append(pf.guarded("inputs", translate))
+    job = state.get("job")
+    if job is not None and job.lora_merge:
+        script = merge_script()
+        checks.append(pf.check("merge_lora", script.is_file(), str(script)))
+    if job is not None:
+        checks.append(pf.guarded("config", lambda: pf.validate_bridge_config(job, train_cfg)))
+    return checks
+
+
+def _launch(job: BridgeJob) -> None:
+    """Recipe config + overrides + packed-Parquet dataset -> ``finetune()``; then merge/export (GPU nodes only)."""
+    cfg = build_bridge_config(job)
     import torch
     from megatron.bridge.training.finetune import finetune
     from megatron.bridge.training.gpt_step import forward_step
 
-    from super3.megatron.common import apply_overrides
-
-    recipe = getattr(importlib.import_module(RECIPE_MODULE), job.recipe)
-    cfg = recipe(**job.recipe_kwargs)
-    cfg.dataset = _build_dataset(job.dataset)
-    apply_overrides(cfg, job.overrides)
     finetune(config=cfg, forward_step_func=forward_step)
     if torch.distributed.is_initialized():
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
-    if job.hf_export and is_rank_zero():
-        _export_hf(job)
+    if is_rank_zero():
+        if job.lora_merge:
+            _merge_lora(job)
+        if job.hf_export:
+            _export_hf(job)
 
 
 def run(train_cfg: dict[str, Any], inputs: dict[str, Any], output_dir: Path) -> dict[str, Any]:

@@ -551,6 +551,7 @@ def memory_per_gpu(
     num_gpus: int | None = None,
     include_mtp: bool = True,
     overhead_gib: float = 4.0,
+    trainable_fraction: float = 1.0,
 ) -> MemoryEstimate:
     """Training memory per GPU on the most loaded pipeline stage (Megatron-style sharding).
 
@@ -562,6 +563,10 @@ def memory_per_gpu(
     one micro-batch of ``micro_batch_size x seq_length / context`` tokens per layer, times the
     micro-batches in flight under 1F1B (``pipeline - stage``). ``overhead_gib`` covers the CUDA
     context, NCCL/all-to-all buffers and allocator fragmentation.
+
+    ``trainable_fraction`` < 1 models PEFT (LoRA): the base weights stay (frozen, no grads, no Adam
+    state); the adapters add that fraction of the parameters as weights with their own fp32 grads and
+    Adam state. Activations are unchanged: the backward pass still runs through every frozen layer.
     """
     prec = _check_precision(precision)
     if optimizer not in OPTIMIZERS:
@@ -613,10 +618,12 @@ def memory_per_gpu(
         params = shard.dense + shard.expert
         opt_div_dense = p.data * p.context if optimizer == "adam distributed" else 1
         opt_div_expert = p.expert_data if optimizer == "adam distributed" else 1
+        frac = trainable_fraction
+        adapters = params * frac if frac < 1 else 0.0
         est = MemoryEstimate(
-            weights=params * WEIGHT_BYTES[prec] / GIB,
-            grads=params * GRAD_BYTES / GIB,
-            optimizer=(shard.dense / opt_div_dense + shard.expert / opt_div_expert) * ADAM_BYTES / GIB,
+            weights=(params * WEIGHT_BYTES[prec] + adapters * 2) / GIB,
+            grads=params * frac * GRAD_BYTES / GIB,
+            optimizer=frac * (shard.dense / opt_div_dense + shard.expert / opt_div_expert) * ADAM_BYTES / GIB,
             activations=(act_per_token * in_flight + working_set) * tokens / GIB,
             overhead=overhead_gib,
             params_per_gpu=math.ceil(params),

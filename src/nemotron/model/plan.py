@@ -55,6 +55,19 @@ class TrainingEstimate:
         return out
 
 
+def trainable_fraction(cfg: Mapping[str, Any], arch: HybridArch) -> float:
+    """Share of the weights that train: 1 for full training; for LoRA an upper bound of the adapters.
+
+    A rank-r adapter on a d_in x d_out linear adds r x (d_in + d_out) weights, 2r / hidden of a square
+    hidden x hidden projection and less for the wider MoE and Mamba projections: 2r / hidden bounds it.
+    """
+    peft = cfg.get("peft") or {}
+    if peft.get("method", "none") in (None, "none"):
+        return 1.0
+    rank = int((peft.get("lora") or {}).get("rank", 32))
+    return min(1.0, 2 * rank / arch.hidden_size)
+
+
 def estimate_from_config(
     cfg: Mapping[str, Any],
     gpu: str = "B200",
@@ -79,9 +92,7 @@ def estimate_from_config(
     flops = flops_per_token(arch, seq)
     memory = hours = None
     note = ""
-    if num_gpus and peft not in (None, "none"):
-        note = f"memory: not estimated for PEFT ({peft}); the calculator models full training only"
-    elif num_gpus:
+    if num_gpus:
         memory = memory_per_gpu(
             arch,
             dict(cfg.get("parallel") or {}),
@@ -90,7 +101,10 @@ def estimate_from_config(
             seq,
             recompute=recompute,
             num_gpus=num_gpus,
+            trainable_fraction=trainable_fraction(cfg, arch),
         )
+        if peft not in (None, "none"):
+            note = f"memory: {peft} adapters counted as {trainable_fraction(cfg, arch):.2%} of the weights (trainable)"
     if num_gpus and tokens:
         hours = gpu_hours(arch, tokens, num_gpus, gpu=gpu, precision=precision, mfu=mfu, seq_length=seq)
     return TrainingEstimate(params, flops, tokens, num_gpus, gpu_spec(gpu).name, memory, hours, note)

@@ -23,6 +23,11 @@ class Pin:
     import_name: str  # module the node preflight imports to read the version, e.g. "megatron.bridge"
     repo: str  # GitHub owner/name the contract facts were read from
     tag: str  # release tag (or commit on main) those facts were read at; never a PR branch
+    also_reports: tuple[str, ...] = ()  # other version strings the same source reports (source installs)
+
+    def accepts(self, installed: str) -> bool:
+        """Whether a version string read in a container is this pin (exact, or a listed alias)."""
+        return installed.split("+")[0] in (self.version, *self.also_reports)
 
 
 @dataclass(frozen=True)
@@ -40,8 +45,46 @@ class Container:
         raise KeyError(f"{self.image} has no pin for {library}")
 
 
-CONTAINERS: dict[str, Container] = {}
-"""Filled by the stages that use each container (Megatron-Bridge/ModelOpt stages, NeMo-RL, evaluator)."""
+MEGATRON_BRIDGE_RELEASE = (
+    "https://github.com/NVIDIA-NeMo/Megatron-Bridge/blob/v0.6.0/docs/releases/software-versions.md"
+)
+
+CONTAINERS: dict[str, Container] = {
+    # The Megatron-Bridge stages (pretrain, sft, quantize). Megatron-Bridge v0.4.0 is the first release
+    # tag with the Nemotron 3 Super recipes (recipes/nemotronh/nemotron_3_super.py); NeMo Framework
+    # 26.04 is the first container that ships it.
+    "nvcr.io/nvidia/nemo:26.04": Container(
+        image="nvcr.io/nvidia/nemo:26.04",
+        pins=(
+            Pin("megatron-bridge", "0.4.0", "megatron.bridge", "NVIDIA-NeMo/Megatron-Bridge", "v0.4.0"),
+            # MB v0.4.0's 3rdparty/Megatron-LM submodule is d7288711, an ancestor of core_v0.17.0; a source
+            # install reports the package_info.py version of that tree, 0.17.0rc0.
+            Pin("megatron-core", "0.17.0", "megatron.core", "NVIDIA/Megatron-LM", "core_v0.17.0", ("0.17.0rc0",)),
+            Pin("nvidia-modelopt", "0.43.0", "modelopt", "NVIDIA/Model-Optimizer", "0.43.0"),
+        ),
+        source=f"{MEGATRON_BRIDGE_RELEASE} (section 'NeMo Framework 26.04')",
+    ),
+    # The custom container Megatron-Bridge's Super3 docs name. It ships the super-v3 *branch* of
+    # Megatron-Bridge (package_info.py at super-v3 says 0.4.0rc0), whose recipe API is the older
+    # kwargs one (nemotron_3_super_finetune_config); no release tag matches it, so no contract facts
+    # are read from it and the preflight refuses it (see MEGATRON_STAGES_CONTAINER).
+    "nvcr.io/nvidia/nemo:26.02.nemotron_3_super": Container(
+        image="nvcr.io/nvidia/nemo:26.02.nemotron_3_super",
+        pins=(
+            Pin("megatron-bridge", "0.4.0rc0", "megatron.bridge", "NVIDIA-NeMo/Megatron-Bridge", "super-v3"),
+            Pin("megatron-core", "0.16.0rc0", "megatron.core", "NVIDIA/Megatron-LM", "23dd639cf3de"),
+        ),
+        source=(
+            "Megatron-Bridge v0.4.0 docs/models/llm/nemotron3-super.md (use this container with the super-v3 "
+            "branch); super-v3 src/megatron/bridge/package_info.py (0.4.0rc0) and 3rdparty/Megatron-LM (23dd639c)"
+        ),
+    ),
+}
+"""Container image -> the library versions it ships. Other stages (NeMo-RL, evaluator) add their rows."""
+
+MEGATRON_STAGES_CONTAINER = "nvcr.io/nvidia/nemo:26.04"
+"""The container whose Megatron-Bridge / Megatron-Core / ModelOpt the pretrain, SFT and quantize
+translations are written and checked against (recipes/super3/megatron/api_reference/)."""
 
 
 def container(image: str) -> Container:

@@ -22,6 +22,8 @@ class QuantSection(Strict):
     calib_size: PositiveInt = 512
     calib_seq_length: PositiveInt = 4096
     calib_batch_size: PositiveInt = 1
+    # FP8 KV cache (Megatron-Bridge quantize.py --export-kv-cache-quant); the tiny backend ignores it
+    kv_cache_fp8: bool = False
 
 
 class QuantizeConfig(StageConfig):
