@@ -75,3 +75,37 @@ def test_profile_resources_flow_into_the_config(home: Path) -> None:
     train = yaml.safe_load((_only_job_dir(home) / "train.yaml").read_text())
     assert train["resources"]["nodes"] == 8  # from profile 'big' (extends 'cluster')
     assert train["resources"]["container"] is None  # container_image = "" -> the node's Python
+
+
+def test_dry_run_prints_and_writes_the_library_config(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`quantize --dry-run` with its inputs in the registry: the exact ModelOpt/Megatron-Bridge calls,
+    printed and kept as library.yaml next to job.yaml and train.yaml."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from nemotron.artifacts.registry import Registry
+
+    root = tmp_path / "artifacts"
+    monkeypatch.setenv("NEMOTRON_ARTIFACTS_ROOT", str(root))
+    model = tmp_path / "rl-model" / "hf"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text("{}")
+    data = tmp_path / "sft-data" / "splits" / "train"
+    data.mkdir(parents=True)
+    columns = {"input_ids": [[1, 2, 3]], "loss_mask": [[0, 1, 1]], "seq_start_id": [[0]]}
+    pq.write_table(pa.table(columns), data / "shard_000.parquet")
+    registry = Registry(root)
+    registry.publish("rl-rlhf-model", "model", model.parent, {"format": "hf", "hf_dir": "hf"})
+    registry.publish("sft-data", "sft-data", data.parent.parent, {"pack_size": 4096})
+
+    code, out, err = run_cli(["super3", "quantize", "-d"], capsys)
+    assert code == 0, err
+    job_dir = _only_job_dir(home)
+    library = yaml.safe_load((job_dir / "library.yaml").read_text())
+    calls = library["configs"]["mamba_moe_fp8_conservative"]
+    assert [c["call"] for c in calls["export"]][-1] == "modelopt.torch.export.export_mcore_gpt_to_hf"
+    assert library["calibration"]["size"] == 256 and library["library"]["megatron-bridge"] == "0.4.0"
+    flat = out.replace("\n", "")
+    assert "library.yaml" in flat and "export_mcore_gpt_to_hf" in flat

@@ -173,9 +173,7 @@ def signature_problems(function: str, kwargs: dict[str, Any], params: dict[str, 
     the function takes ``**kwargs``) and required ones left out."""
     accepts_any = any(p.startswith("**") for p in params)
     problems = [] if accepts_any else [f"{function}({k}=)" for k in kwargs if k not in params]
-    problems += [
-        f"{function}: missing {p}" for p, kind in params.items() if kind == "required" and p not in kwargs
-    ]
+    problems += [f"{function}: missing {p}" for p, kind in params.items() if kind == "required" and p not in kwargs]
     return problems
 
 
@@ -204,7 +202,9 @@ def call_problems(call: Any, bridge: dict[str, Any]) -> list[str]:
         import importlib
 
         module, _, name = call.function.rpartition(".")
-        return signature_problems(call.function, call.kwargs, installed_params(getattr(importlib.import_module(module), name)))
+        return signature_problems(
+            call.function, call.kwargs, installed_params(getattr(importlib.import_module(module), name))
+        )
     return [f"{call.function} (not a recorded library function)"]
 
 

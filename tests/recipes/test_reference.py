@@ -39,7 +39,6 @@ def test_megatron_bridge_facts_were_read_at_the_pinned_tags():
 def test_megatron_core_sections_exist_in_the_installed_megatron_core():
     """Fields we emit under optimizer.* / model.* parallel keys are megatron-core's (installed 0.16 and
     recorded 0.17 agree on them): a rename in either fails here."""
-    import dataclasses
 
     from megatron.core.model_parallel_config import ModelParallelConfig
     from megatron.core.optimizer import OptimizerConfig

@@ -55,6 +55,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from nemotron.artifacts.quantized import quantized_entry
 from nemotron.errors import UserError
 from super3.tiny.training import write_sorted_json_atomic
 
@@ -405,17 +406,18 @@ def run(train_cfg: dict[str, Any], inputs: dict[str, Any], output_dir: pathlib.P
         log.info(
             "%s: %d modules quantized, deviation %s (%.1fs)", name, summary["num_quantized_modules"], deviation, seconds
         )
-        models[name] = {
-            "dir": name,
-            "format": recipe.fmt,
-            "variant": recipe.variant,
-            "num_quantized_modules": summary["num_quantized_modules"],
-            "num_weight_quantizers": summary["num_weight_quantizers"],
-            "num_input_quantizers": summary["num_input_quantizers"],
-            "nvfp4_cpu_emulation": emulated,
-            "deviation": deviation,
-            "seconds": seconds,
-        }
+        # the one quantized-model metadata shape (nemotron.artifacts.quantized), as the megatron backend writes it
+        models[name] = quantized_entry(
+            name,
+            recipe.fmt,
+            variant=recipe.variant,
+            num_quantized_modules=summary["num_quantized_modules"],
+            num_weight_quantizers=summary["num_weight_quantizers"],
+            num_input_quantizers=summary["num_input_quantizers"],
+            nvfp4_cpu_emulation=emulated,
+            deviation=deviation,
+            seconds=seconds,
+        )
         del q_model
 
     metadata = {
