@@ -18,7 +18,7 @@ CASES = [
     (["super3", "pretrain", "-d", "train.train_iters=abc"], ["train.train_iters", "integer"]),
     (["super3", "pretrain", "-d", "train.global_batch_size=-8"], ["train.global_batch_size", "greater than 0"]),
     (["super3", "pretrain", "-d", "resources.nodes=0"], ["resources.nodes", "greater than 0"]),
-    (["super3", "pretrain", "-d", "parallel.tensor=3"], ["TP*PP*CP", "does not divide the 32 GPUs"]),
+    (["super3", "pretrain", "-d", "parallel.tensor=3"], ["TP*PP*CP", "does not divide the 64 GPUs"]),
     (
         ["super3", "pretrain", "-d", "parallel.expert=64", "resources.nodes=4"],
         ["expert parallel 64", "does not divide"],

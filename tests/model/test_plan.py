@@ -37,11 +37,14 @@ def test_more_nodes_shrink_optimizer_and_time() -> None:
     assert bigger.hours.wall_clock_hours == pytest.approx(base.hours.wall_clock_hours / 4)
 
 
-def test_cpu_tiny_and_peft_skip_memory() -> None:
+def test_cpu_tiny_skips_memory_and_lora_counts_only_adapters_as_trainable() -> None:
     tiny = estimate_from_config({**PRETRAIN, "resources": {"nodes": 1, "gpus_per_node": 0}})
     assert tiny.memory is None and tiny.hours is None
-    lora = estimate_from_config({**PRETRAIN, "peft": {"method": "lora"}})
-    assert lora.memory is None and "PEFT" in "\n".join(lora.lines())
+    full = estimate_from_config(PRETRAIN).memory
+    lora = estimate_from_config({**PRETRAIN, "peft": {"method": "lora", "lora": {"rank": 32}}})
+    assert lora.memory is not None and "lora adapters" in "\n".join(lora.lines())
+    assert lora.memory.grads < full.grads / 20 and lora.memory.optimizer < full.optimizer / 20
+    assert lora.memory.activations == full.activations and lora.memory.weights > full.weights
 
 
 def test_bad_combinations_are_user_errors() -> None:

@@ -23,8 +23,8 @@ def _cmd(stage, config="default", **overrides):
 def test_multi_node_pretrain_is_one_torchrun_per_node(tmp_path):
     cfg, cmd = _cmd("pretrain")
     container, argv, env = cmd
-    assert container == "nvcr.io/nvidia/nemo:26.02.nemotron_3_super" and cmd.launcher == "torchrun"
-    assert argv[:3] == ["torchrun", "--nnodes=4", "--nproc-per-node=8"]
+    assert container == "nvcr.io/nvidia/nemo:26.04" and cmd.launcher == "torchrun"
+    assert argv[:3] == ["torchrun", "--nnodes=8", "--nproc-per-node=8"]
     assert "--rdzv-endpoint=${MASTER_ADDR}:${MASTER_PORT}" in argv and "--rdzv-backend=c10d" in argv
     assert argv[-3:] == ["/code/recipes/super3/pretrain.py", "--config", f"{cfg['job']['dir']}/train.yaml"]
     assert env["PYTHONUNBUFFERED"] == "1" and env["TORCH_NCCL_AVOID_RECORD_STREAMS"] == "1"
@@ -36,7 +36,7 @@ def test_multi_node_pretrain_is_one_torchrun_per_node(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("stage", "config", "nodes"), [("sft", "default", 4), ("sft", "lora", 4), ("quantize", "default", 1)]
+    ("stage", "config", "nodes"), [("sft", "default", 8), ("sft", "lora", 4), ("quantize", "default", 1)]
 )
 def test_torchrun_stages(stage, config, nodes):
     _, cmd = _cmd(stage, config)
