@@ -262,6 +262,16 @@ def _presets(reader: Reader) -> list[str]:
     return sorted(set(names))
 
 
+def _constant(reader: Reader, module: str, name: str) -> object:
+    """A module-level literal (``REQUIRED_COLUMNS = {...}``) read from the source."""
+    tree, _, _ = reader.module(module)
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in node.targets):
+            value = ast.literal_eval(node.value)
+            return sorted(value) if isinstance(value, set) else value
+    raise LookupError(f"{module}.{name} not found")
+
+
 def record(bridge_git: str, core_git: str) -> dict:
     pins = container(MEGATRON_STAGES_CONTAINER)
     mb, mc = pins.pin("megatron-bridge"), pins.pin("megatron-core")
@@ -297,6 +307,8 @@ def record(bridge_git: str, core_git: str) -> dict:
         "functions": functions,
         "scripts": scripts,
         "mixed_precision_presets": _presets(reader),
+        # the packed Parquet columns FinetuningDatasetConfig's packed path requires
+        "packed_parquet_columns": _constant(reader, "megatron.bridge.data.datasets.packed_parquet", "REQUIRED_COLUMNS"),
     }
 
 
@@ -306,11 +318,10 @@ def main(argv: list[str]) -> int:
         return 2
     out = HERE / "megatron_bridge.json"
     facts = record(*argv)
-    # facts only this file's readers need and the parser cannot derive: kept across re-recordings
+    # facts the parser cannot derive (recipe_facts, read by hand and cited) are kept across re-recordings
     previous = json.loads(out.read_text()) if out.is_file() else {}
-    for key in ("recipe_facts", "recipe_constants"):
-        if key in previous:
-            facts[key] = previous[key]
+    for key, value in previous.items():
+        facts.setdefault(key, value)
     out.write_text(json.dumps(facts, indent=1, sort_keys=False) + "\n")
     print(f"wrote {out}")
     return 0
