@@ -79,10 +79,7 @@ def test_runs_the_backend_then_publishes_with_lineage(world):
     art = world["registry"].get("tiny-pretrain-model:latest")
     out = Path(world["cfg"]["job"]["output_dir"])
     assert Path(art.path) == out and (out / "weights.txt").read_text() == "tiny-pretrain-data"
-    assert (
-        art.metadata == {"iteration": world["cfg"]["train"]["train_iters"], "wrote": ["weights.txt"]}
-        and art.kind == "model"
-    )
+    assert art.metadata == {"iteration": world["cfg"]["train"]["train_iters"], "wrote": ["weights.txt"]} and art.kind == "model"
     assert art.inputs == ["tiny-pretrain-data:v1"] and art.input_slots == {"data": "tiny-pretrain-data:v1"}
     assert art.run.stage == "pretrain" and art.run.job_id == world["cfg"]["job"]["id"]
     lines = [line for line in proc.stderr.splitlines() if "[rank 0]" in line]
