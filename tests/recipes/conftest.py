@@ -33,7 +33,8 @@ def sft_data(tmp_path: Path) -> Artifact:
     root = tmp_path / "sft-data"
     write_packed_parquet(root / "splits" / "train" / "shard_000.parquet", SFT_ROWS)
     write_packed_parquet(root / "splits" / "valid" / "shard_000.parquet", SFT_ROWS[:1])
-    return artifact("sft-data", "sft-data", root, {"pack_size": 4096, "tokenizer": {"vocab_size": 131072}})
+    tok = {"path": str(tmp_path / "tok" / "tokenizer.json"), "kind": "hf", "sha256": "0" * 64, "vocab_size": 131072}
+    return artifact("sft-data", "sft-data", root, {"pack_size": 4096, "tokenizer": tok})
 
 
 @pytest.fixture

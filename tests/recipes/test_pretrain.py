@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from super3.megatron import pretrain
-from super3.megatron.common import apply_overrides, latest_iteration
+from super3.megatron.common import apply_overrides, latest_iteration, tokenizer_overrides
 
 from nemotron.errors import UserError
 
@@ -127,7 +127,7 @@ def test_requeued_job_resumes_from_its_own_checkpoint(tmp_path, pretrain_data):
 def test_user_errors_name_the_problem(tmp_path, pretrain_data):
     big_vocab = artifact("d", "pretrain-data", tmp_path, {"tokenizer": {"vocab_size": 200000}})
     with pytest.raises(UserError, match="200000"):
-        pretrain.tokenizer_overrides(big_vocab.metadata, 131072)
+        tokenizer_overrides(big_vocab.metadata, 131072, "pretrain")
     with pytest.raises(UserError, match="no Megatron checkpoint"):
         plain = artifact("m", "model", tmp_path / "nothing")
         _job(tmp_path, "phase2", {"data": pretrain_data, "model": plain})
@@ -176,14 +176,14 @@ def test_tokenizer_is_the_one_data_prep_recorded(tmp_path, pretrain_data):
     assert job.overrides["tokenizer.tokenizer_type"] == "HuggingFaceTokenizer"
     assert job.overrides["tokenizer.tokenizer_model"] == str(tmp_path / "tok")
     tik = {"tokenizer": {"path": "/data/tok.tiktoken", "kind": "tiktoken", "vocab_size": 1000}}
-    assert pretrain.tokenizer_overrides(tik, 131072) == {
+    assert tokenizer_overrides(tik, 131072, "pretrain") == {
         "tokenizer.tokenizer_type": "TikTokenizer",
         "tokenizer.tokenizer_model": "/data/tok.tiktoken",
     }
     types = BRIDGE["classes"]["TokenizerConfig"]["fields"]["tokenizer_type"]["type"]
     assert "'HuggingFaceTokenizer'" in types and "'TikTokenizer'" in types
     with pytest.raises(UserError, match="records no tokenizer"):
-        pretrain.tokenizer_overrides({}, 131072)
+        tokenizer_overrides({}, 131072, "pretrain")
 
 
 @pytest.mark.parametrize(

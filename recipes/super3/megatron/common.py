@@ -170,6 +170,39 @@ def require(module: str, what: str) -> None:
         )
 
 
+TOKENIZER_TYPES = {"hf": "HuggingFaceTokenizer", "tiktoken": "TikTokenizer"}
+"""Data prep's ``tokenizer.kind`` -> Megatron-Bridge ``TokenizerConfig.tokenizer_type`` (v0.4.0
+training/tokenizers/tokenizer.py builds both from ``tokenizer_model``)."""
+
+
+def tokenizer_overrides(data_meta: dict[str, Any], model_vocab: int, data_stage: str) -> dict[str, Any]:
+    """The tokenizer data prep used (``tokenizer.path``/``kind``/``vocab_size`` in the data's metadata).
+
+    Why not the recipe's: it names a hub id (``nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16``), so nodes
+    would need hub access and could tokenize differently from the data. Data prep records the
+    tokenizer *file* (``tokenizer.json`` or a tiktoken rank file); an HF tokenizer loads from the
+    directory holding it. A vocabulary larger than the model's embedding is refused.
+    """
+    tok = data_meta.get("tokenizer") or {}
+    vocab = tok.get("vocab_size")
+    if vocab and int(vocab) > model_vocab:
+        raise UserError(
+            f"the data was tokenized with a {vocab}-token vocabulary but model.vocab_size is {model_vocab}",
+            hint="prepare the data with the model's tokenizer",
+        )
+    if not tok.get("path"):
+        raise UserError(
+            f"the {data_stage}-data artifact records no tokenizer (metadata tokenizer.path)",
+            hint=f"re-run `nemotron super3 data prep {data_stage}`",
+        )
+    kind = tok.get("kind") or "hf"
+    if kind not in TOKENIZER_TYPES:
+        raise UserError(f"the {data_stage}-data tokenizer kind {kind!r} has no Megatron-Bridge tokenizer type")
+    path = Path(str(tok["path"]))
+    model = path.parent if kind == "hf" and path.name == "tokenizer.json" else path
+    return {"tokenizer.tokenizer_type": TOKENIZER_TYPES[kind], "tokenizer.tokenizer_model": str(model)}
+
+
 def latest_iteration(ckpt_dir: str | Path | None) -> int | None:
     """The iteration recorded in ``latest_checkpointed_iteration.txt``, or ``None`` when there is none."""
     if ckpt_dir is None:

@@ -123,6 +123,23 @@ def validate_bridge_config(job: Any, train_cfg: dict[str, Any]) -> str:
     return f"{job.recipe}() + {len(job.overrides)} overrides validated (data parallel {cfg.data_parallel_size})"
 
 
+def load_tokenizer(job: Any, train_cfg: dict[str, Any]) -> str:
+    """Load the data's tokenizer the way the library will and compare its vocabulary to the model's."""
+    from pathlib import Path
+
+    model = job.overrides["tokenizer.tokenizer_model"]
+    if not Path(model).exists():
+        raise UserError(f"the data's tokenizer {model} is not readable on this node", hint="put it on shared storage")
+    if job.overrides["tokenizer.tokenizer_type"] != "HuggingFaceTokenizer":
+        return f"{model} (tiktoken)"
+    from transformers import AutoTokenizer
+
+    size = len(AutoTokenizer.from_pretrained(model))
+    if size > train_cfg["model"]["vocab_size"]:
+        raise UserError(f"tokenizer {model} has {size} tokens, more than model.vocab_size")
+    return f"{model} ({size} tokens)"
+
+
 def resolved_inputs(train_cfg: dict[str, Any]) -> dict[str, Any]:
     from nemotron.artifacts.node import resolve_inputs
 

@@ -26,6 +26,7 @@ from super3.megatron.common import (
     parallel_overrides,
     recompute_overrides,
     relative_to,
+    tokenizer_overrides,
     wandb_overrides,
 )
 
@@ -73,39 +74,6 @@ def blend_per_split(data_dir: str | Path) -> list[tuple[list[str], list[float]] 
     if out[0] is None:
         raise UserError(f"{path} has no 'train' blend")
     return out
-
-
-TOKENIZER_TYPES = {"hf": "HuggingFaceTokenizer", "tiktoken": "TikTokenizer"}
-"""Data prep's ``tokenizer.kind`` -> Megatron-Bridge ``TokenizerConfig.tokenizer_type`` (v0.4.0
-training/tokenizers/tokenizer.py builds both from ``tokenizer_model``)."""
-
-
-def tokenizer_overrides(data_meta: dict[str, Any], model_vocab: int) -> dict[str, Any]:
-    """The tokenizer data prep used (``tokenizer.path``/``kind``/``vocab_size`` in the data's metadata).
-
-    Why not the recipe's: it names a hub id (``nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16``), so nodes
-    would need hub access and could tokenize differently from the data. Data prep records the
-    tokenizer *file* (``tokenizer.json`` or a tiktoken rank file); an HF tokenizer loads from the
-    directory holding it. A vocabulary larger than the model's embedding is refused.
-    """
-    tok = data_meta.get("tokenizer") or {}
-    vocab = tok.get("vocab_size")
-    if vocab and int(vocab) > model_vocab:
-        raise UserError(
-            f"the data was tokenized with a {vocab}-token vocabulary but model.vocab_size is {model_vocab}",
-            hint="prepare the data with the model's tokenizer",
-        )
-    if not tok.get("path"):
-        raise UserError(
-            "the pretrain-data artifact records no tokenizer (metadata tokenizer.path)",
-            hint="re-run `nemotron super3 data prep pretrain`",
-        )
-    kind = tok.get("kind") or "hf"
-    if kind not in TOKENIZER_TYPES:
-        raise UserError(f"the pretrain-data tokenizer kind {kind!r} has no Megatron-Bridge tokenizer type")
-    path = Path(str(tok["path"]))
-    model = path.parent if kind == "hf" and path.name == "tokenizer.json" else path
-    return {"tokenizer.tokenizer_type": TOKENIZER_TYPES[kind], "tokenizer.tokenizer_model": str(model)}
 
 
 def common_overrides(train_cfg: dict[str, Any], output_dir: Path) -> dict[str, Any]:
@@ -157,7 +125,7 @@ def build_pretrain_job(train_cfg: dict[str, Any], inputs: dict[str, Any], output
             "dataset.path_to_cache": str(output_dir / "index_cache"),
         }
     )
-    overrides.update(tokenizer_overrides(data.metadata or {}, train_cfg["model"]["vocab_size"]))
+    overrides.update(tokenizer_overrides(data.metadata or {}, train_cfg["model"]["vocab_size"], "pretrain"))
     save_dir, ckpt, resume, notes = checkpoint_plan(train_cfg["checkpoint"], output_dir, inputs.get("model"))
     overrides.update(ckpt)
     return BridgeJob(
@@ -206,24 +174,9 @@ def preflight(train_cfg: dict[str, Any]) -> list[Any]:
 
     checks.append(pf.guarded("inputs", translate))
     if "job" in state:
-        checks.append(pf.guarded("tokenizer", lambda: _load_tokenizer(state["job"], train_cfg)))
+        checks.append(pf.guarded("tokenizer", lambda: pf.load_tokenizer(state["job"], train_cfg)))
         checks.append(pf.guarded("config", lambda: pf.validate_bridge_config(state["job"], train_cfg)))
     return checks
-
-
-def _load_tokenizer(job: BridgeJob, train_cfg: dict[str, Any]) -> str:
-    """Load the data's tokenizer the way the library will and compare its vocabulary to the model's."""
-    model = job.overrides["tokenizer.tokenizer_model"]
-    if not Path(model).exists():
-        raise UserError(f"the data's tokenizer {model} is not readable on this node", hint="put it on shared storage")
-    if job.overrides["tokenizer.tokenizer_type"] != "HuggingFaceTokenizer":
-        return f"{model} (tiktoken)"
-    from transformers import AutoTokenizer
-
-    size = len(AutoTokenizer.from_pretrained(model))
-    if size > train_cfg["model"]["vocab_size"]:
-        raise UserError(f"tokenizer {model} has {size} tokens, more than model.vocab_size")
-    return f"{model} ({size} tokens)"
 
 
 def _launch(job: BridgeJob) -> None:

@@ -32,6 +32,7 @@ from super3.megatron.common import (
     latest_iteration,
     locate_model,
     relative_to,
+    tokenizer_overrides,
 )
 from super3.megatron.pretrain import common_overrides
 
@@ -141,6 +142,8 @@ def build_sft_job(train_cfg: dict[str, Any], inputs: dict[str, Any], output_dir:
     require_label_alignment(data_meta)  # Megatron-Bridge gates label j+1 with loss_mask[j]
     splits = packed_splits(data.path, data_meta)
     overrides = common_overrides(train_cfg, output_dir)
+    # the tokenizer data prep packed with, not the recipe's hub id (no hub access needed on nodes)
+    overrides.update(tokenizer_overrides(data_meta, train_cfg["model"]["vocab_size"], "sft"))
     recipe_kwargs: dict[str, Any] = {}
     if method == "lora":
         lora = train_cfg["peft"]["lora"]
@@ -312,6 +315,7 @@ def preflight(train_cfg: dict[str, Any]) -> list[Any]:
         script = merge_script()
         checks.append(pf.check("merge_lora", script.is_file(), str(script)))
     if job is not None:
+        checks.append(pf.guarded("tokenizer", lambda: pf.load_tokenizer(job, train_cfg)))
         checks.append(pf.guarded("config", lambda: pf.validate_bridge_config(job, train_cfg)))
     return checks
 
