@@ -133,8 +133,11 @@ def test_preflight_version_check_names_the_mismatch(monkeypatch):
     bridge, core = pf.version_checks(("megatron-bridge", "megatron-core"))
     assert not bridge.ok and "0.4.0rc0" in bridge.detail and "pinned to 0.4.0" in bridge.detail
     assert core.ok
+    with pytest.raises(UserError, match=r"megatron-bridge 0\.4\.0rc0 in this container"):
+        pf.ensure_pinned(("megatron-bridge", "megatron-core"))  # the launch path's own guard
     versions["megatron-bridge"] = "0.4.0"
     assert all(c.ok for c in pf.version_checks(("megatron-bridge", "megatron-core")))
+    pf.ensure_pinned(("megatron-bridge", "megatron-core"))
 
 
 def test_preflight_inputs_check_fails_with_one_line(tmp_path, monkeypatch, pretrain_data):

@@ -427,6 +427,9 @@ def build_bridge_config(job: BridgeJob) -> Any:
     require("megatron.bridge", "Megatron-Bridge")
     import importlib
 
+    from super3.megatron.preflight import ensure_pinned
+
+    ensure_pinned(("megatron-bridge", "megatron-core"))
     recipe = getattr(importlib.import_module(RECIPE_MODULE), job.recipe)
     cfg = recipe(**job.recipe_kwargs)
     if job.dataset is not None:

@@ -82,6 +82,14 @@ def version_checks(libraries: tuple[str, ...]) -> list[Any]:
     return out
 
 
+def ensure_pinned(libraries: tuple[str, ...]) -> None:
+    """Raise one ``UserError`` for the first library not at its pin (the launch path's own guard, so a
+    mismatched container fails before the recipe runs even where the node preflight is not wired)."""
+    for result in version_checks(libraries):
+        if not result.ok:
+            raise UserError(result.detail)
+
+
 def guarded(name: str, action: Callable[[], str]) -> Any:
     """Run one check; a ``UserError`` or library exception becomes a failed check with one line."""
     try:

@@ -302,6 +302,9 @@ def _launch(job: dict[str, Any], samples: list[list[int]]) -> None:
     """Quantize and export each config (every torchrun rank runs this; GPU nodes only)."""
     require("megatron.bridge", "Megatron-Bridge")
     require("modelopt", "NVIDIA ModelOpt")
+    from super3.megatron.preflight import ensure_pinned
+
+    ensure_pinned(("megatron-bridge", "megatron-core", "nvidia-modelopt"))
     import modelopt.torch.export as mtex
     import modelopt.torch.quantization as mtq
     import torch

@@ -150,13 +150,15 @@ def quantized_models(artifact: Any) -> list[dict[str, Any]]:
     entries: list[dict[str, Any]] = []
     listed = (getattr(artifact, "metadata", None) or {}).get("models") or {}
     if listed:
-        for name, info in listed.items():
+        from nemotron.artifacts.quantized import quantized_exports  # the one reader of this metadata
+
+        for export in quantized_exports(artifact):
             entries.append(
                 {
-                    "config": name,
-                    "path": root / info.get("dir", name),
-                    "format": info.get("format"),
-                    "variant": info.get("variant"),
+                    "config": export.config,
+                    "path": export.path,
+                    "format": export.format,
+                    "variant": export.details.get("variant"),
                 }
             )
     elif (root / "config.json").exists():

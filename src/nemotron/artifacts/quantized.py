@@ -47,10 +47,11 @@ def quantized_exports(artifact: Any) -> list[QuantizedExport]:
     root = Path(artifact.path)
     models = (getattr(artifact, "metadata", None) or {}).get("models") or {}
     out = []
+    label = f"{artifact.name}:v{artifact.version}" if hasattr(artifact, "name") else str(root)
     for config, entry in models.items():
         if not isinstance(entry, dict) or "dir" not in entry or entry.get("format") not in FORMATS:
             raise UserError(
-                f"{artifact.name}:v{artifact.version} metadata models.{config} needs 'dir' and 'format' (fp8|nvfp4)",
+                f"{label} metadata models.{config} needs 'dir' and 'format' (fp8|nvfp4)",
                 hint="re-run the quantize stage",
             )
         details = {k: v for k, v in entry.items() if k not in ("dir", "format")}
