@@ -114,6 +114,16 @@ def test_lora_ends_in_a_merged_hf_model(tmp_path, sft_data):
     ]
 
 
+def test_requeued_lora_keeps_loading_the_frozen_base(tmp_path, sft_data):
+    ckpt = tmp_path / "out" / "checkpoints"
+    (ckpt / "iter_0000200").mkdir(parents=True)
+    (ckpt / "latest_checkpointed_iteration.txt").write_text("200")
+    _, job = _job(tmp_path, "lora", {"model": megatron_model(tmp_path / "base"), "data": sft_data})
+    assert job.resume and job.overrides["checkpoint.load"] == str(ckpt)
+    base = str(tmp_path / "base" / "checkpoints")
+    assert job.overrides["checkpoint.pretrained_checkpoint"] == base and job.lora_merge["--pretrained"] == base
+
+
 def test_requeued_sft_resumes_its_own_checkpoint(tmp_path, sft_data):
     ckpt = tmp_path / "out" / "checkpoints"
     (ckpt / "iter_0000200").mkdir(parents=True)

@@ -157,6 +157,11 @@ def build_sft_job(train_cfg: dict[str, Any], inputs: dict[str, Any], output_dir:
             }
         )
     save_dir, ckpt, resume, notes = checkpoint_plan(train_cfg["checkpoint"], output_dir, inputs["model"])
+    if method == "lora" and not ckpt["checkpoint.pretrained_checkpoint"]:
+        # a LoRA checkpoint holds the adapters only: a requeued run still loads the frozen base from
+        # pretrained_checkpoint and the adapters + optimizer from load
+        base = locate_model(inputs["model"]).megatron
+        ckpt["checkpoint.pretrained_checkpoint"] = str(base) if base else None
     overrides.update(ckpt)
     dataset = (
         "FinetuningDatasetConfig",
@@ -193,7 +198,7 @@ def build_sft_job(train_cfg: dict[str, Any], inputs: dict[str, Any], output_dir:
                 "--lora-checkpoint": "<last iteration of checkpoint.save>",
                 "--output": str(merged),
                 "--hf-model-path": hf_model_id,
-                "--pretrained": ckpt["checkpoint.pretrained_checkpoint"] or ckpt["checkpoint.load"],
+                "--pretrained": ckpt["checkpoint.pretrained_checkpoint"],
                 "--tp": 1,
                 "--pp": 1,
                 "--ep": 1,
