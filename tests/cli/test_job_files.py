@@ -104,7 +104,7 @@ def test_dry_run_prints_and_writes_the_library_config(
     assert code == 0, err
     job_dir = _only_job_dir(home)
     library = yaml.safe_load((job_dir / "library.yaml").read_text())
-    calls = library["configs"]["mamba_moe_fp8_conservative"]
+    calls = library["configs"]["mamba_moe_fp8_aggressive"]
     assert [c["call"] for c in calls["export"]][-1] == "modelopt.torch.export.export_mcore_gpt_to_hf"
     assert library["calibration"]["size"] == 256 and library["library"]["megatron-bridge"] == "0.4.0"
     flat = out.replace("\n", "")

@@ -118,7 +118,8 @@ def test_published_fp8_recipe_calibrates_on_256_samples_with_an_fp8_kv_cache(tmp
     assert "*linear_qkv.output_quantizer" not in pinned_shape["quant_cfg"]  # copied, not mutated
     # the installed ModelOpt's constant (a list of entries in newer releases) gets the same entry
     installed = quantize.modelopt_config(entry)
-    before = mtq.MAMBA_MOE_FP8_CONSERVATIVE_CFG["quant_cfg"]
+    assert entry["modelopt_config"] == "MAMBA_MOE_FP8_AGGRESSIVE_CFG"  # [NR]: Mamba GEMMs in FP8 too
+    before = mtq.MAMBA_MOE_FP8_AGGRESSIVE_CFG["quant_cfg"]
     assert len(before) + 1 == len(installed["quant_cfg"]) if isinstance(before, list) else True
     assert "*linear_qkv.output_quantizer" in str(installed["quant_cfg"])
     assert "*linear_qkv.output_quantizer" not in str(before)
