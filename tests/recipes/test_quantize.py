@@ -93,6 +93,19 @@ def test_every_library_call_matches_the_pinned_signatures(tmp_path, sft_data):
     assert all(c.function in BRIDGE["functions"] or c.function.startswith(("modelopt.", "provider.")) for c in calls)
 
 
+def test_modelopt_calls_also_match_the_pinned_modelopt(tmp_path, sft_data):
+    """ModelOpt 0.43.0 (the pin; read from its wheel) next to the installed one: same arguments work."""
+    from .recipes_support import signature_problems
+
+    pinned = MODELOPT["pinned_0_43_0"]
+    _, job = _job(tmp_path, "default", sft_data)
+    for cfg in job["configs"]:
+        assert cfg["modelopt_config"] in pinned["quant_configs_present"]
+        for call in cfg["quantize"] + cfg["export"]:
+            if call.function in pinned["signatures"]:
+                assert signature_problems(call.function, call.kwargs, pinned["signatures"][call.function]) == []
+
+
 def test_a_wrong_argument_fails_the_signature_check(tmp_path, sft_data):
     from super3.megatron.common import LibraryCall
 
