@@ -155,7 +155,16 @@ def test_preflight_inputs_check_fails_with_one_line(tmp_path, monkeypatch, pretr
 # ------------------------------------------------------------------------------------------- the plan
 
 
-@pytest.mark.parametrize(("stage", "config"), [("pretrain", "default"), ("sft", "default"), ("sft", "lora")])
+@pytest.mark.parametrize(
+    ("stage", "config"),
+    [
+        ("pretrain", "default"),
+        ("pretrain", "phase2"),
+        ("pretrain", "long_context"),
+        ("sft", "default"),
+        ("sft", "lora"),
+    ],
+)
 def test_default_layouts_fit_by_the_plans_own_estimate(stage, config):
     from nemotron.config.loader import load_stage_config
     from nemotron.model.calculator import gpu_spec
