@@ -67,7 +67,9 @@ CONTAINERS: dict[str, Container] = {
     # The custom container Megatron-Bridge's Super3 docs name. It ships the super-v3 *branch* of
     # Megatron-Bridge (package_info.py at super-v3 says 0.4.0rc0), whose recipe API is the older
     # kwargs one (nemotron_3_super_finetune_config); no release tag matches it, so no contract facts
-    # are read from it and the preflight refuses it (see MEGATRON_STAGES_CONTAINER).
+    # are read from it and the preflight refuses it (see MEGATRON_STAGES_CONTAINER). Which super-v3
+    # commit the image holds is not published: the versions are those of the branch head f570c052
+    # (2026-03-18), which the docs tell users to pull into the image.
     "nvcr.io/nvidia/nemo:26.02.nemotron_3_super": Container(
         image="nvcr.io/nvidia/nemo:26.02.nemotron_3_super",
         pins=(
