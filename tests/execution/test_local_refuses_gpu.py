@@ -25,7 +25,7 @@ LOCAL = Profile(name="local", executor="local")
 @pytest.mark.parametrize(
     ("args", "gpus"),
     [
-        (["super3", "pretrain"], 32),
+        (["super3", "pretrain"], 64),
         (["super3", "sft", "-c", "lora"], None),
         (["super3", "rl", "rlvr"], None),
         (["super3", "quantize"], None),

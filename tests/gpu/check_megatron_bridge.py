@@ -350,7 +350,9 @@ def pretrain_inputs(root: Path) -> dict[str, Any]:
     write_indexed(data / "shards" / "valid_0", [list(range(1, 300)) + [0]])
     blend = {"train": [1.0, "shards/train_0"], "valid": [1.0, "shards/valid_0"], "test": []}
     (data / "blend.json").write_text(json.dumps(blend))
-    return {"data": artifact("pretrain-data", "pretrain-data", data, {"tokenizer": {"vocab_size": 1024}})}
+    # data prep records the tokenizer file it used (the translation points Megatron-Bridge at its directory)
+    tok = {"path": str(root / "tokenizer" / "tokenizer.json"), "kind": "hf", "vocab_size": 1024}
+    return {"data": artifact("pretrain-data", "pretrain-data", data, {"tokenizer": tok})}
 
 
 def sft_inputs(root: Path, report: Report) -> dict[str, Any]:
@@ -366,7 +368,10 @@ def sft_inputs(root: Path, report: Report) -> dict[str, Any]:
             path.write_bytes(b"")
     if not has_module("pyarrow"):
         report.say("   sft data: pyarrow missing, so the Parquet files are empty placeholders (not read here)")
-    meta = {"pack_size": 256, "tokenizer": {"vocab_size": 1024}}
+    meta = {
+        "pack_size": 256,
+        "tokenizer": {"path": str(root / "tokenizer" / "tokenizer.json"), "kind": "hf", "vocab_size": 1024},
+    }
     return {
         "data": artifact("sft-data", "sft-data", data, meta),
         "model": megatron_model(root / "base-model"),

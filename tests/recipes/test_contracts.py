@@ -206,6 +206,12 @@ def test_library_config_is_the_overlay_the_node_applies(tmp_path, sft_data):
     assert lib["dataset"]["packed_sequence_specs"]["class"] == "PackedSequenceSpecs"
     import yaml
 
-    from nemotron.launch.library import library_yaml
+    assert yaml.safe_load(yaml.safe_dump(lib)) == lib  # plain data: what library.yaml holds reads back
 
-    assert yaml.safe_load(library_yaml(lib)) == lib  # plain data: what library.yaml holds reads back
+
+def test_library_hook_is_pending_until_the_inputs_resolve(tmp_path):
+    """The launch hook (``library_config(train_cfg)``) resolves inputs through the job's registry."""
+    cfg = resolved_config("sft", "lora", tmp_path)
+    lib = sft.library_config(cfg)
+    assert "sft-data" in lib["pending"] or "pretrain-model" in lib["pending"]
+    assert lib["library"]["megatron-bridge"] == "0.4.0"

@@ -126,6 +126,29 @@ def _spec_dict(spec: tuple[str, dict[str, Any]]) -> dict[str, Any]:
     return {"class": name} | {k: _spec_dict(v) if isinstance(v, tuple) else _plain(v) for k, v in kwargs.items()}
 
 
+def library_preview(train_cfg: dict[str, Any], translate: Any) -> dict[str, Any]:
+    """``library.yaml`` for a Megatron-Bridge stage (``nemotron.launch.library`` hook): the node's own
+    translation run on the inputs as the registry resolves them now.
+
+    Why resolve here: the overrides depend on the inputs (blend shards, checkpoint paths, tokenizer),
+    so the preview is exact only on real inputs. An input not in the registry yet (a stage planned
+    ahead of its producer) gives a ``pending`` note instead; any other translation error is the same
+    one-line ``UserError`` the node would raise, and stops the submit.
+    """
+    from nemotron.artifacts.node import resolve_inputs
+
+    output_dir = Path((train_cfg.get("job") or {}).get("output_dir") or "<output_dir>")
+    try:
+        inputs = resolve_inputs(train_cfg)
+    except UserError as exc:
+        pins = stage_container()
+        return {
+            "library": {p.library: p.version for p in pins.pins} | {"container": pins.image},
+            "pending": f"built on the node once the inputs resolve: {exc.one_line()}",
+        }
+    return translate(train_cfg, inputs, output_dir)
+
+
 def hf_export_call(job: BridgeJob) -> LibraryCall:
     """``AutoBridge.export_ckpt`` of the job's last checkpoint (v0.4.0 models/conversion/auto_bridge.py)."""
     source = job.hf_export.get("megatron_path") or str(job.save_dir)

@@ -21,6 +21,7 @@ from super3.megatron.common import (
     check_container,
     checkpoint_plan,
     latest_iteration,
+    library_preview,
     model_overrides,
     optimizer_overrides,
     parallel_overrides,
@@ -153,9 +154,9 @@ def result_metadata(job: BridgeJob, train_cfg: dict[str, Any], output_dir: Path)
     }
 
 
-def library_config(train_cfg: dict[str, Any], inputs: dict[str, Any], output_dir: str | Path) -> dict[str, Any]:
-    """What ``--dry-run`` prints and ``library.yaml`` keeps: the recipe call and every override."""
-    return build_pretrain_job(train_cfg, inputs, output_dir).library_config()
+def library_config(train_cfg: dict[str, Any]) -> dict[str, Any]:
+    """What ``--dry-run`` prints and ``library.yaml`` keeps (``nemotron.launch.library`` hook)."""
+    return library_preview(train_cfg, lambda cfg, inputs, out: build_pretrain_job(cfg, inputs, out).library_config())
 
 
 def preflight(train_cfg: dict[str, Any]) -> list[Any]:

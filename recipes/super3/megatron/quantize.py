@@ -23,7 +23,15 @@ from nemotron.artifacts.quantized import quantized_entry
 from nemotron.errors import UserError
 from nemotron.node.logs import get_logger
 from nemotron.node.ranks import is_rank_zero
-from super3.megatron.common import LibraryCall, check_container, locate_model, relative_to, require, stage_container
+from super3.megatron.common import (
+    LibraryCall,
+    check_container,
+    library_preview,
+    locate_model,
+    relative_to,
+    require,
+    stage_container,
+)
 from super3.megatron.sft import packed_splits
 
 MODELOPT_CONFIGS = {
@@ -186,8 +194,13 @@ def build_quantize_job(train_cfg: dict[str, Any], inputs: dict[str, Any], output
     }
 
 
-def library_config(train_cfg: dict[str, Any], inputs: dict[str, Any], output_dir: str | Path) -> dict[str, Any]:
-    """What ``--dry-run`` prints and ``library.yaml`` keeps: every quantize and export call per config."""
+def library_config(train_cfg: dict[str, Any]) -> dict[str, Any]:
+    """What ``--dry-run`` prints and ``library.yaml`` keeps (``nemotron.launch.library`` hook)."""
+    return library_preview(train_cfg, quantize_library_config)
+
+
+def quantize_library_config(train_cfg: dict[str, Any], inputs: dict[str, Any], output_dir: Path) -> dict[str, Any]:
+    """Every quantize and export call per config, with the calibration settings."""
     job = build_quantize_job(train_cfg, inputs, output_dir)
     pins = stage_container()
     return {

@@ -30,10 +30,12 @@ from super3.megatron.common import (
     hf_export_call,
     iteration_dir,
     latest_iteration,
+    library_preview,
     locate_model,
     relative_to,
     tokenizer_overrides,
 )
+from super3.megatron.common import build_dataset as build_dataset  # noqa: F401 - used by tests/gpu
 from super3.megatron.pretrain import common_overrides
 
 SFT_RECIPES = {"none": "nemotron_3_super_sft_config", "lora": "nemotron_3_super_peft_config"}
@@ -295,9 +297,9 @@ def _export_hf(job: BridgeJob) -> None:
     tmp.rename(hf_dir)
 
 
-def library_config(train_cfg: dict[str, Any], inputs: dict[str, Any], output_dir: str | Path) -> dict[str, Any]:
-    """What ``--dry-run`` prints and ``library.yaml`` keeps: recipe, overrides, dataset, merge/export."""
-    return build_sft_job(train_cfg, inputs, output_dir).library_config()
+def library_config(train_cfg: dict[str, Any]) -> dict[str, Any]:
+    """What ``--dry-run`` prints and ``library.yaml`` keeps (``nemotron.launch.library`` hook)."""
+    return library_preview(train_cfg, lambda cfg, inputs, out: build_sft_job(cfg, inputs, out).library_config())
 
 
 def preflight(train_cfg: dict[str, Any]) -> list[Any]:
