@@ -20,12 +20,10 @@ DEFAULT_MCORE=0.17.1 # megatron-core on PyPI 2026-05-28
 pinned() { # the version pinned for a library in nemotron.upstream.pins, or nothing
   PYTHONPATH=src python3 - "$1" <<'EOF' 2>/dev/null || true
 import sys
-from nemotron.upstream.pins import CONTAINERS
-versions = sorted({p.version for c in CONTAINERS.values() for p in c.pins if p.library == sys.argv[1]})
-if len(versions) > 1:
-    print(f"several pins for {sys.argv[1]}: {versions}; set the version in the environment", file=sys.stderr)
-    sys.exit(1)
-print(versions[0] if versions else "")
+from nemotron.upstream import pins
+# the container the Megatron-Bridge stages are translated for (other rows, e.g. the 26.02 branch image, are refused)
+row = pins.container(getattr(pins, "MEGATRON_STAGES_CONTAINER", ""))
+print(row.pin(sys.argv[1]).version)
 EOF
 }
 
