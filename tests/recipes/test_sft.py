@@ -156,7 +156,7 @@ def test_user_errors(tmp_path, sft_data):
         data = artifact("sft-data", "sft-data", Path(sft_data.path), {"kind": "sft-data", "pack_size": 4096})
         _job(tmp_path, "default", {"model": model, "data": data})
     data = artifact("sft-data", "sft-data", Path(sft_data.path),
-                    {"kind": "sft-data", "pack_size": 4096, "loss_mask_alignment": "label"})  # fmt: skip
+                    {**sft_data.metadata, "kind": "sft-data", "loss_mask_alignment": "label"})  # fmt: skip
     assert _job(tmp_path, "default", {"model": model, "data": data})[1].dataset
     with pytest.raises(UserError, match="needs recipe nemotron_3_super_peft_config"):
         _job(tmp_path, "default", {"model": model, "data": sft_data}, **{"peft.method": "lora"})
