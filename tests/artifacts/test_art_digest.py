@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 
@@ -57,11 +58,11 @@ def _run_output(root, token: str):
     """What a data prep run leaves: data, a manifest naming its own absolute paths, run bookkeeping."""
     (root / "receipts").mkdir(parents=True)
     (root / "train.jsonl").write_text('{"prompt": "1+1", "answer": "2"}\n')
-    (root / "manifest.json").write_text('{"train_path": "%s/train.jsonl", "files": {"train.jsonl": 1}}' % root)
+    (root / "manifest.json").write_text(json.dumps({"train_path": f"{root}/train.jsonl", "files": ["train.jsonl"]}))
     (root / ".finalized").write_text(token)
     (root / ".lock").write_text("")
-    (root / "plan.json").write_text('{"mtime_ns": %d}' % len(token))
-    (root / "receipts" / "k.json").write_text('{"elapsed": "%s"}' % token)
+    (root / "plan.json").write_text(json.dumps({"mtime_ns": len(token)}))
+    (root / "receipts" / "k.json").write_text(json.dumps({"elapsed": token}))
     return root
 
 
