@@ -112,6 +112,13 @@ def launch_pipe(
         only=only,
         force=force,
     )
+    from nemotron.launch.stage import check_before_submit
+
+    for stage in plan.to_run:
+        try:
+            check_before_submit(stage.name, resolved[stage.name].data, registry)
+        except UserError as error:
+            raise UserError(f"{stage.name}: {error.message}", hint=error.hint) from None
     write(plan_table(plan, pipe_name, profile))
     if plan.skipped:
         write(f"skipped (output exists for the same config): {', '.join(s.name for s in plan.skipped)}\n")
