@@ -91,6 +91,14 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"error: {err.one_line()}", file=sys.stderr)
         return UserError.exit_code
+    except OSError as exc:
+        from nemotron.errors import from_os_error
+
+        err = from_os_error(exc)
+        if err is None:
+            raise
+        print(f"error: {err.one_line()}", file=sys.stderr)
+        return UserError.exit_code
 
 
 if __name__ == "__main__":

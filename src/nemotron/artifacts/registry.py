@@ -20,6 +20,7 @@ Publishing takes the per-name lock, so 8 writers on 8 hosts never hand out one v
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Iterable, Mapping
@@ -102,9 +103,12 @@ class Registry:
 
     def _read_index(self, name: str) -> dict[str, Any]:
         try:
-            return read_json(self._index_file(name))
+            index = read_record(self._index_file(name))
         except FileNotFoundError:
             return {"name": name, "kind": None, "versions": [], "aliases": {}}
+        if not isinstance(index, dict) or not isinstance(index.get("aliases", {}), dict):
+            raise damaged(self._index_file(name), "not an index object")
+        return index
 
     def names(self) -> list[str]:
         """Every artifact name with at least one version."""
@@ -117,11 +121,17 @@ class Registry:
         )
 
     def _load(self, name: str, version: int, aliases_index: dict[str, int] | None = None) -> Artifact:
-        data = read_json(self._version_file(name, version))
+        path = self._version_file(name, version)
+        data = read_record(path)
+        if not isinstance(data, dict) or data.get("name") != name or data.get("version") != version:
+            raise damaged(path, "not the record of this version")
         if aliases_index is None:
             aliases_index = self._read_index(name).get("aliases", {})
         aliases = [alias for alias, ver in aliases_index.items() if ver == version]
-        return Artifact.from_dict(data, aliases=aliases)
+        try:
+            return Artifact.from_dict(data, aliases=aliases)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise damaged(path, f"missing or bad field {exc}") from None
 
     def versions(self, name: str) -> list[Artifact]:
         """All versions of ``name``, oldest first."""
@@ -215,7 +225,7 @@ class Registry:
         key = str(Path(path).expanduser().resolve())
         try:
             claim = read_json(self._claim_file(key))
-            return self._load(claim["name"], int(claim["version"]))
+            return self._load(claim["name"], int(claim["version"]), {})  # aliases not needed (nor the index)
         except (FileNotFoundError, KeyError, TypeError, ValueError):
             return None
 
@@ -248,7 +258,7 @@ class Registry:
         """The W&B mirror record of one version, if any."""
         path = self._dir(artifact.name) / f"v{artifact.version}.wandb.json"
         try:
-            return read_json(path)
+            return read_record(path)
         except FileNotFoundError:
             return None
 
@@ -292,8 +302,6 @@ class Registry:
         validate_kind(kind)
         aliases = [validate_alias(a) for a in dict.fromkeys(aliases)]
         metadata = dict(metadata or {})
-        import json
-
         try:
             json.dumps(metadata)
         except TypeError as exc:
@@ -398,6 +406,28 @@ class Registry:
             index = self._read_index(name)
             if index.get("aliases", {}).pop(alias, None) is not None:
                 write_json_atomic(self._index_file(name), index)
+
+
+def damaged(path: Path, why: str) -> UserError:
+    """The one-line error for a registry file that cannot be read as what it should be."""
+    return UserError(
+        f"registry file {path} is damaged ({why})",
+        hint="run `nemotron artifacts fsck` to see every problem, `--repair` to rebuild indexes from version records",
+    )
+
+
+def read_record(path: Path) -> Any:
+    """``read_json`` for registry files: damage (bad JSON, binary junk) is a ``UserError``, not a traceback."""
+    try:
+        return read_json(path)
+    except FileNotFoundError:
+        raise
+    except json.JSONDecodeError as exc:
+        raise damaged(path, f"invalid JSON at line {exc.lineno} column {exc.colno}") from None
+    except (ValueError, UnicodeDecodeError):
+        raise damaged(path, "not UTF-8 JSON text") from None
+    except IsADirectoryError:
+        raise damaged(path, "a directory") from None
 
 
 def _is_uri(path: str) -> bool:

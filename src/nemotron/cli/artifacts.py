@@ -16,7 +16,7 @@ import typer
 from nemotron.errors import UserError
 
 app = typer.Typer(
-    help="Inspect the local artifact registry (ls, show) and mirror it to W&B (sync).",
+    help="Inspect the local artifact registry (ls, show, fsck) and mirror it to W&B (sync).",
     no_args_is_help=True,
 )
 
@@ -147,6 +147,33 @@ def show(
 
 def _exists(path: str) -> bool:
     return "://" in path or Path(path).exists()
+
+
+@app.command("fsck")
+def fsck(
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Rebuild indexes and path claims from the version records.")
+    ] = False,
+    root: RootOption = None,
+) -> None:
+    """Check the registry for damage (bad JSON, stale indexes, temp files); --repair rebuilds what it can."""
+    from nemotron.artifacts import fsck as checker
+
+    registry = open_registry(root)
+    problems = checker.check(registry)
+    for problem in problems:
+        typer.echo(checker.describe(problem))
+    if repair and problems:
+        for line in checker.repair(registry):
+            typer.echo(line)
+        problems = checker.check(registry)
+    if not problems:
+        typer.echo(f"registry {registry.root}: ok")
+        return
+    left = "; ".join(checker.describe(p) for p in problems if not p.repairable or repair)
+    if left:
+        raise UserError(f"registry {registry.root} has problems left: {left[:300]}")
+    raise UserError(f"registry {registry.root}: {len(problems)} problem(s)", hint="nemotron artifacts fsck --repair")
 
 
 @app.command("sync")

@@ -29,6 +29,11 @@ from nemotron.paths import default_artifacts_root
 ENV_FILE_NAME = "env.toml"
 ENV_FILE_VAR = "NEMOTRON_ENV_FILE"
 RESERVED_SECTIONS = frozenset({"wandb", "artifacts"})
+# [wandb] keys the mirror reads (nemotron.artifacts.wandb_mirror.WandbSettings) plus the secret
+# api_key (kept out of job files by redaction).
+WANDB_KEYS = frozenset(
+    {"project", "entity", "mode", "dir", "base_url", "init_timeout", "http_timeout", "sync_timeout", "api_key"}
+)
 EXECUTORS = ("local", "slurm")
 TUNNELS = ("local", "ssh")
 _SLURM_TIME = re.compile(r"^(\d+-)?\d{1,3}:\d{2}(:\d{2})?$")  # same rule as the config schema
@@ -236,8 +241,8 @@ def load_env(path: Path | None = None) -> EnvFile:
         data = tomllib.loads(Path(path).read_text())
     except FileNotFoundError as exc:
         raise UserError(f"env file {path} does not exist") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"{path} is not valid TOML: {exc}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path} is not valid TOML: {exc}") from None
     profiles: dict[str, dict[str, Any]] = {}
     for key, value in data.items():
         if key in RESERVED_SECTIONS:
@@ -254,6 +259,18 @@ def load_env(path: Path | None = None) -> EnvFile:
                 hint=f"valid keys: {', '.join(sorted(_PROFILE_KEYS))}",
             )
         profiles[key] = value
+    wandb = data.get("wandb") or {}
+    if not isinstance(wandb, dict):
+        raise UserError(f"{path}: 'wandb' must be a [wandb] section")
+    for key in wandb:
+        if key not in WANDB_KEYS:
+            import difflib
+
+            close = difflib.get_close_matches(key, sorted(WANDB_KEYS), n=1)
+            raise UserError(
+                f"{path}: [wandb] has unknown key '{key}'" + (f" (did you mean {close[0]}?)" if close else ""),
+                hint=f"valid keys: {', '.join(sorted(WANDB_KEYS))} (a typo would silently disable W&B)",
+            )
     artifacts = dict(data.get("artifacts") or {})
     root = artifacts.get("root")
     artifacts["root"] = str(_resolve_path(root, Path(path).parent) if root else default_artifacts_root())

@@ -102,15 +102,26 @@ class ExperimentRecord:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         data = asdict(self)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".nemotron-", suffix=".json")
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-        os.replace(tmp, self.path)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(data, f, indent=2)
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)  # a full disk must not leave half-written temp files behind
+            raise
 
     @classmethod
     def load(cls, path: Path) -> ExperimentRecord:
-        data = json.loads(Path(path).read_text())
-        jobs = [JobRecord(**j) for j in data.pop("jobs", [])]
-        return cls(**data, jobs=jobs)
+        """Read a record; a damaged one is a one-line ``UserError`` naming the file, never a traceback."""
+        try:
+            data = json.loads(Path(path).read_text())
+            jobs = [JobRecord(**j) for j in data.pop("jobs", [])]
+            return cls(**data, jobs=jobs)
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise UserError(
+                f"experiment record {path} is damaged ({type(exc).__name__}: {str(exc)[:80]})",
+                hint="the experiment cannot be followed from here; inspect or delete that directory",
+            ) from None
 
 
 def all_records() -> list[ExperimentRecord]:
@@ -122,7 +133,7 @@ def all_records() -> list[ExperimentRecord]:
     for path in root.glob(f"*/{RECORD_FILE}"):
         try:
             records.append(ExperimentRecord.load(path))
-        except (OSError, ValueError, TypeError):
+        except (OSError, UserError):
             continue  # a foreign or corrupt directory must not break `status`
     return sorted(records, key=lambda r: r.created)
 

@@ -53,6 +53,11 @@ def launch_stage(
         raise UserError(local_problem, hint=LOCAL_GPU_HINT)
     registry = Registry(env_file.artifacts_root)
     check_before_submit(stage.name, resolved.data, registry)
+    from nemotron.launch.estimates import absurd_plan_warning
+
+    absurd = absurd_plan_warning(resolved.data)
+    if absurd:
+        sys.stderr.write(f"warning: {absurd}\n")
     statuses = check_inputs(stage, resolved.data.get("run") or {}, registry)
     problem = first_problem(statuses)
     if problem and not dry_run:

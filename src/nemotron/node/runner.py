@@ -152,3 +152,11 @@ def main(stage_name: str, argv: list[str] | None = None, *, module: str | None =
     except UserError as err:
         print(f"error: {err.one_line()}", file=sys.stderr, flush=True)
         raise SystemExit(err.exit_code) from None
+    except OSError as exc:
+        from nemotron.errors import from_os_error
+
+        err = from_os_error(exc)
+        if err is None:
+            raise
+        print(f"error: {err.one_line()}", file=sys.stderr, flush=True)
+        raise SystemExit(err.exit_code) from None
