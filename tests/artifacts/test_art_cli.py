@@ -111,3 +111,20 @@ def test_through_the_real_entry_point(chain, registry):
     assert ok.returncode == 0 and ok.stdout.startswith("sft-model:v1"), ok.stderr
     bad = subprocess.run([*cmd, "artifacts", "show", "rl-rlhf-model"], capture_output=True, text=True, env=env_root)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "rl.rlhf" in bad.stderr
+
+
+def test_sync_reads_the_wandb_section_of_env_toml(chain, registry, tmp_path, monkeypatch):
+    """With [wandb] project set in env.toml, sync goes for W&B (here unreachable) instead of asking for --project."""
+    env = tmp_path / "env.toml"
+    env.write_text('[wandb]\nproject = "from-env-toml"\nbase_url = "http://127.0.0.1:9"\nhttp_timeout = 3\n')
+    monkeypatch.setenv("NEMOTRON_ENV_FILE", str(env))
+    for var in ("WANDB_PROJECT", "WANDB_BASE_URL", "WANDB_MODE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("WANDB_API_KEY", "0" * 40)
+    from nemotron.cli.artifacts import sync_settings
+
+    assert sync_settings(None, None)["project"] == "from-env-toml"
+    assert sync_settings("flag", None)["project"] == "flag"
+    result = runner.invoke(artifacts_app, ["sync", "--root", str(registry.root)])
+    assert isinstance(result.exception, UserError), result.output
+    assert "cannot reach W&B" in result.exception.message

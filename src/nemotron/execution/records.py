@@ -60,9 +60,19 @@ class JobRecord:
     def state_file(self) -> str:
         return os.path.join(self.task_dir, STATE_FILE)
 
-    def slurm_log(self) -> str:
-        """The srun output: what the stage script printed (stdout and stderr)."""
-        return os.path.join(self.task_dir, f"log-{self.job_name}_{self.native_id}_0.out")
+    def slurm_log(self, restart: int = 0) -> str:
+        """The srun output of attempt ``restart``: what the stage script printed (stdout and stderr).
+
+        NeMo-Run names it ``log-<job name>_%j_${SLURM_RESTART_COUNT:-0}.out`` (nemo_run 0.11.1,
+        nemo_run/core/execution/slurm.py) and submits with ``--requeue``: a requeued job writes a
+        new file per attempt. ``monitor.slurm_log`` finds the latest one.
+        """
+        return os.path.join(self.task_dir, f"{self.slurm_log_prefix}{restart}.out")
+
+    @property
+    def slurm_log_prefix(self) -> str:
+        """File name of the srun logs up to the restart count."""
+        return f"log-{self.job_name}_{self.native_id}_"
 
     def sbatch_log(self) -> str:
         """The batch script's own output: Slurm/srun errors before the stage script starts."""

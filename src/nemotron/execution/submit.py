@@ -448,11 +448,11 @@ def _finish(
                 state=status.state,
                 exit_code=status.exit_code,
                 reason=status.reason,
-                log=log_path(record, job),
+                log=log_path(record, job, shell),
             )
         )
     for job in record.jobs:
-        report = failure_report(record, job, statuses[job.job_id], shell)
+        report = failure_report(record, job, statuses[job.job_id], shell, statuses)
         if report:
             write(report + "\n")
     write(status_table(record, statuses))
