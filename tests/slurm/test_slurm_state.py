@@ -85,3 +85,29 @@ def test_failure_reasons_say_what_happened(slurm_profile: Profile) -> None:
     assert "failed (exit code 0)" not in text
     assert "broken failed (exit code 2)" in text
     assert "error: data.inputs[0]: no rows — fix the input" in text
+
+
+def test_cluster_flags_sbatch_flags_and_job_names_reach_slurm(slurm_profile: Profile) -> None:
+    """--time/--qos over the profile, [profile.sbatch] extra flags, the stage first in the job name, and
+    --batch printing where the log will be."""
+    from dataclasses import replace
+
+    exp = new_id("sl-flags")
+    profile = replace(slurm_profile, sbatch={"mem": "200M", "exclusive": True}).with_cluster_flags(
+        {"time": "00:03:00", "qos": "normal", "partition": "batch"}
+    )
+    job = make_job(exp, "pretrain", "print('flags ok', flush=True)\n", resources={
+        "nodes": 1, "gpus_per_node": 0, "time": profile.time, "container": None})  # fmt: skip
+    out = Captured()
+    submit([job], profile, detach=True, write=out)
+    record, _ = find(exp)
+    native = record.jobs[0].native_id
+    shown = subprocess.run(["scontrol", "show", "job", native], capture_output=True, text=True).stdout
+    assert "TimeLimit=00:03:00" in shown and "QOS=normal" in shown
+    assert "MinMemoryNode=200M" in shown and "OverSubscribe=NO" in shown  # --mem, --exclusive
+    squeue = subprocess.run(["squeue", "-h", "-j", native], capture_output=True, text=True).stdout
+    assert not squeue or " pretrain " in squeue  # default squeue shows 8 characters of the name: the stage
+    assert f"log: {record.jobs[0].slurm_log(0)}" in out.text
+    wait_for(lambda: sacct(native, "State")[:1] == ["COMPLETED"], what="the job to finish")
+    assert sacct(native, "JobName") == ["pretrain.nemotron"]
+    assert "flags ok" in Path(record.jobs[0].slurm_log(0)).read_text()

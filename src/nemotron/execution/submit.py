@@ -29,13 +29,13 @@ from nemotron.env.secrets import scrub_text
 from nemotron.errors import UserError
 from nemotron.execution import states as st
 from nemotron.execution.executors import (
-    JOB_NAME_PREFIX,
     Placement,
     build_executor,
     build_task,
     node_layout,
     placement,
     refuse_gpu_jobs_on_local,
+    slurm_job_name,
     task_name,
 )
 from nemotron.execution.job import PreparedJob
@@ -366,7 +366,7 @@ def _new_record(jobs: list[PreparedJob], profile: Profile, where: Placement) -> 
                 task_dir=where.node_task_dir(task),
                 local_task_dir=where.local_task_dir(task),
                 depends_on=list(job.depends_on),
-                job_name=f"{JOB_NAME_PREFIX}{task}",
+                job_name=slurm_job_name(task),
                 output_name=str(job.train_cfg.get("output", {}).get("name", "")),
                 output_dir=str(job_cfg.get("output_dir", "")),
             )
@@ -388,7 +388,7 @@ def _add_jobs(run: Any, exp: Any, jobs: list[PreparedJob], profile: Profile, whe
         )
         exp.add(
             build_task(run, body),
-            executor=build_executor(run, job, profile, where),
+            executor=build_executor(run, job, profile, where, task),
             name=task,
             dependencies=deps or None,
         )
@@ -424,6 +424,8 @@ def _print_detached(record: ExperimentRecord, profile: Profile, write: Write) ->
     for job in record.jobs:
         after = f" (after {', '.join(stage_of.get(d, d) for d in job.depends_on)})" if job.depends_on else ""
         write(f"  {job.stage:<20} slurm job {job.native_id}{after}\n")
+        if job.native_id:  # where its output lands (a requeue starts ..._1.out; `nemotron logs` follows it)
+            write(f"  {'':<20} log: {job.slurm_log(0)}\n")
     write(f"Follow:  nemotron logs {record.experiment_id} --follow\n")
     write(f"Status:  nemotron status {record.experiment_id}\n")
     write(f"Cancel:  nemotron cancel {record.experiment_id}\n")

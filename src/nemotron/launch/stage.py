@@ -26,6 +26,7 @@ def launch_stage(
     args: list[str],
     passthrough: list[str],
     argv: list[str] | None = None,
+    cluster: dict[str, Any] | None = None,
 ) -> int:
     """Run one stage; returns the process exit code."""
     from nemotron.artifacts.registry import Registry
@@ -38,7 +39,7 @@ def launch_stage(
     profile_name, detach = select_profile(run_profile, batch_profile)
     cli_overrides = parse_overrides(args)
     env_file = load_env()
-    profile = env_file.profile(profile_name)
+    profile = env_file.profile(profile_name).with_cluster_flags(cluster)
     resolved = load_stage_config(
         stage,
         config,

@@ -54,6 +54,7 @@ def launch_pipe(
     passthrough: list[str],
     write: Any = None,
     argv: list[str] | None = None,
+    cluster: dict[str, Any] | None = None,
 ) -> int:
     """Run the pipe; returns the process exit code (1 when a stage failed)."""
     from nemotron.artifacts.registry import Registry
@@ -69,7 +70,7 @@ def launch_pipe(
     pipe_name, steps = load_pipe(config)
     overrides = split_overrides(parse_overrides(args), steps)
     env_file = load_env()
-    profile = env_file.profile(profile_name)
+    profile = env_file.profile(profile_name).with_cluster_flags(cluster)
     registry = Registry(env_file.artifacts_root)
     experiment_id = new_experiment_id(f"pipe-{pipe_name}")
     resolved: dict[str, Any] = {}
