@@ -111,3 +111,24 @@ def test_cluster_flags_sbatch_flags_and_job_names_reach_slurm(slurm_profile: Pro
     wait_for(lambda: sacct(native, "State")[:1] == ["COMPLETED"], what="the job to finish")
     assert sacct(native, "JobName") == ["pretrain.nemotron"]
     assert "flags ok" in Path(record.jobs[0].slurm_log(0)).read_text()
+
+
+def test_an_identical_running_pipe_is_detected(slurm_profile: Profile) -> None:
+    """The same stages/configs/inputs on the same profile while the first still runs: refused with the
+    experiment to follow; once it ended, submitting again is fine."""
+    from nemotron.errors import UserError
+    from nemotron.execution.duplicates import refuse_if_running, running_duplicate
+
+    body = "import time\nprint('busy', flush=True)\ntime.sleep(300)\n"
+    first_id, second_id = new_id("sl-dup"), new_id("sl-dup")
+    first = [make_job(first_id, "pretrain", body, job_extra={"publish_alias": f"exp-{first_id}"})]
+    second = [make_job(second_id, "pretrain", body, job_extra={"publish_alias": f"exp-{second_id}"})]
+    other = [make_job(new_id("sl-dup"), "pretrain", body, job_extra={"config_hash": "1" * 64})]
+    submit(first, slurm_profile, detach=True, write=Captured())
+    with pytest.raises(UserError) as err:
+        refuse_if_running(second, slurm_profile.name)
+    assert f"already running: experiment {first_id}" in err.value.message
+    assert f"nemotron logs {first_id} --follow" in err.value.hint and "--force" in err.value.hint
+    assert running_duplicate(other, slurm_profile.name) is None  # another config is another plan
+    assert control.cancel(first_id, write=Captured()) == 0
+    assert running_duplicate(second, slurm_profile.name) is None

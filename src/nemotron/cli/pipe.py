@@ -43,7 +43,10 @@ def pipe(
         str | None,
         typer.Option("--only", help="Run just this stage, fed by the existing outputs of the stages before it."),
     ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Run every stage even if its output exists.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Run every stage even if its output exists (or an identical pipe is running)."),
+    ] = False,
     partition: PartitionOpt = None,
     account: AccountOpt = None,
     qos: QosOpt = None,

@@ -89,6 +89,7 @@ class ExperimentRecord:
     jobs: list[JobRecord] = field(default_factory=list)
     exp_dir: str = ""
     runner: dict[str, Any] = field(default_factory=dict)  # local runs: host + pid of the process running them
+    plan_key: str = ""  # what the jobs compute, without the experiment id (see execution.duplicates)
 
     @property
     def is_slurm(self) -> bool:

@@ -28,6 +28,7 @@ from nemotron.env.profiles import Profile
 from nemotron.env.secrets import scrub_text
 from nemotron.errors import UserError
 from nemotron.execution import states as st
+from nemotron.execution.duplicates import plan_key
 from nemotron.execution.executors import (
     Placement,
     build_executor,
@@ -354,6 +355,7 @@ def _new_record(jobs: list[PreparedJob], profile: Profile, where: Placement) -> 
         executor=profile.executor,
         profile=summary,
         exp_dir=where.local_exp_dir,
+        plan_key=plan_key(jobs, profile.name),
     )
     for job, task in zip(jobs, _task_names(jobs), strict=True):
         job_cfg = job.train_cfg.get("job", {})

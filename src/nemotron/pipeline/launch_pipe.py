@@ -7,6 +7,7 @@ only adds the per-stage override prefixes, the plan table and the hand-off to ``
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import shutil
@@ -130,11 +131,26 @@ def launch_pipe(
         write("nothing to run: every stage's output already exists (use --force or --from STAGE to rerun)\n")
         return 0
     _check_external_inputs(plan, registry)
+    if not force:
+        from nemotron.execution.duplicates import refuse_if_running
+
+        try:
+            refuse_if_running(plan.jobs, profile.name)
+        except UserError:
+            _remove_job_dirs(plan)  # nothing was submitted: leave no job files behind
+            raise
     from nemotron.execution.submit import submit
 
     write(f"nemotron: {len(plan.jobs)} job(s) prepared in {time.monotonic() - t0:.1f}s\n")
     result = submit(plan.jobs, profile, detach=detach)
     return int(result.exit_code)
+
+
+def _remove_job_dirs(plan: PipePlan) -> None:
+    for job in plan.jobs:
+        shutil.rmtree(job.job_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            job.job_dir.parent.rmdir()  # the experiment's directory, once empty
 
 
 def _check_external_inputs(plan: PipePlan, registry: Any) -> None:
