@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -120,11 +121,17 @@ def test_sync_reads_the_wandb_section_of_env_toml(chain, registry, tmp_path, mon
     monkeypatch.setenv("NEMOTRON_ENV_FILE", str(env))
     for var in ("WANDB_PROJECT", "WANDB_BASE_URL", "WANDB_MODE"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("WANDB_API_KEY", "0" * 40)
     from nemotron.cli.artifacts import sync_settings
 
     assert sync_settings(None, None)["project"] == "from-env-toml"
     assert sync_settings("flag", None)["project"] == "flag"
-    result = runner.invoke(artifacts_app, ["sync", "--root", str(registry.root)])
-    assert isinstance(result.exception, UserError), result.output
-    assert "cannot reach W&B" in result.exception.message
+    # in a child process: wandb keeps process-wide state that would leak into the other W&B tests
+    env = {**os.environ, "NEMOTRON_ENV_FILE": str(env), "WANDB_API_KEY": "0" * 40, "WANDB_DIR": str(tmp_path)}
+    for var in ("WANDB_PROJECT", "WANDB_BASE_URL", "WANDB_MODE"):
+        env.pop(var, None)
+    done = subprocess.run(
+        [sys.executable, "-m", "nemotron.cli.main", "artifacts", "sync", "--root", str(registry.root)],
+        capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "cannot reach W&B" in done.stderr and "no W&B project" not in done.stderr

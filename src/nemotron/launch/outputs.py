@@ -8,6 +8,7 @@ so a new job may not write there.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +31,12 @@ def check_output_dir(path: Path, registry: Any) -> None:
     """``path`` can become a new job's output directory: not a file, not below one, not published."""
     if path.exists() and not path.is_dir():
         raise UserError(f"output_dir {path} is a file, not a directory", hint="point output_dir at a directory")
-    for parent in path.parents:
+    for parent in (path, *path.parents):
         if parent.exists():
-            if not parent.is_dir():
+            if parent != path and not parent.is_dir():
                 raise UserError(f"output_dir {path}: {parent} is a file", hint="choose a path below a directory")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise UserError(f"output_dir {path}: {parent} is not writable", hint="choose a directory you can write")
             break
     owner = registry.owner_of(path) if path.exists() else None
     if owner is not None:
