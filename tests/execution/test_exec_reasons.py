@@ -10,8 +10,8 @@ from nemotron.execution.shell import LocalShell
 
 def _record(tmp_path) -> ExperimentRecord:
     job = JobRecord("pretrain", "E--pretrain", "pretrain", str(tmp_path), str(tmp_path), str(tmp_path),
-                    native_id="42", job_name="nemotron.pretrain")  # fmt: skip
-    (tmp_path / "log-nemotron.pretrain_42_0.out").write_text("step 1\nerror: first\nstep 2\nerror: the last one\n")
+                    native_id="42", job_name="pretrain.nemotron")  # fmt: skip
+    (tmp_path / "log-pretrain.nemotron_42_0.out").write_text("step 1\nerror: first\nstep 2\nerror: the last one\n")
     return ExperimentRecord("E", "nemotron_E", 0.0, "slurm", {}, jobs=[job])
 
 
