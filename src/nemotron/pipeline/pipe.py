@@ -6,9 +6,11 @@ the reference in the stage's own config — e.g. pretrain's optional starting mo
 
 Skipping: a stage is skipped when the registry holds its output made by the same resolved config
 (``config_hash``, which leaves out run:/resources/output_dir/logging) from the same inputs (the
-artifact's recorded lineage matches what the pipe would feed it now). A stage fed by a stage that
-runs, runs too. ``--from`` forces a stage and everything after it, ``--only`` one stage, and
-``--force`` everything; stages that may not run then must already have their output.
+artifact's recorded lineage matches what the pipe would feed it now: the same version, or another
+version of that name with the same content digest). A stage fed by a stage that runs, runs too.
+``--from`` forces a stage and everything after it, ``--only`` one stage, and ``--force``
+everything; stages that may not run then must already have their output, in this chain's lineage
+(never the newest output of the same config made from other inputs).
 
 References: a consumer of a stage that runs in this experiment reads ``<output>:exp-<experiment>``
 (the node publishes that alias, so parallel pipes never read each other's ``latest``); a consumer
