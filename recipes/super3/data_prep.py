@@ -36,6 +36,10 @@ def _run(train_cfg: dict[str, Any], progress: bool) -> dict[str, Any]:
         # Relative paths typed on the command line mean the submitter's directory, not the job's.
         os.chdir(submit_cwd)
     output_dir = cfg.output_dir or job.get("output_dir")
+    if job.get("artifacts_root") and job.get("output_dir"):
+        from nemotron.artifacts.node import check_output_dir
+
+        check_output_dir(train_cfg)  # a published directory is never written again
     if stage == "data_prep.pretrain":
         from nemotron.data_prep.pretrain import prepare_pretrain as prepare
     elif stage == "data_prep.sft":
@@ -85,6 +89,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"data prep: published {getattr(artifact, 'ref', artifact)}", file=sys.stderr)
         return 0
     except UserError as err:
+        print(f"error: {err.one_line()}", file=sys.stderr)
+        return UserError.exit_code
+    except OSError as exc:
+        from nemotron.errors import from_os_error
+
+        err = from_os_error(exc)
+        if err is None:
+            raise
         print(f"error: {err.one_line()}", file=sys.stderr)
         return UserError.exit_code
 

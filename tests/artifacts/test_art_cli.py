@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -111,3 +112,26 @@ def test_through_the_real_entry_point(chain, registry):
     assert ok.returncode == 0 and ok.stdout.startswith("sft-model:v1"), ok.stderr
     bad = subprocess.run([*cmd, "artifacts", "show", "rl-rlhf-model"], capture_output=True, text=True, env=env_root)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "rl.rlhf" in bad.stderr
+
+
+def test_sync_reads_the_wandb_section_of_env_toml(chain, registry, tmp_path, monkeypatch):
+    """With [wandb] project set in env.toml, sync goes for W&B (here unreachable) instead of asking for --project."""
+    env = tmp_path / "env.toml"
+    env.write_text('[wandb]\nproject = "from-env-toml"\nbase_url = "http://127.0.0.1:9"\nhttp_timeout = 3\n')
+    monkeypatch.setenv("NEMOTRON_ENV_FILE", str(env))
+    for var in ("WANDB_PROJECT", "WANDB_BASE_URL", "WANDB_MODE"):
+        monkeypatch.delenv(var, raising=False)
+    from nemotron.cli.artifacts import sync_settings
+
+    assert sync_settings(None, None)["project"] == "from-env-toml"
+    assert sync_settings("flag", None)["project"] == "flag"
+    # in a child process: wandb keeps process-wide state that would leak into the other W&B tests
+    env = {**os.environ, "NEMOTRON_ENV_FILE": str(env), "WANDB_API_KEY": "0" * 40, "WANDB_DIR": str(tmp_path)}
+    for var in ("WANDB_PROJECT", "WANDB_BASE_URL", "WANDB_MODE"):
+        env.pop(var, None)
+    done = subprocess.run(
+        [sys.executable, "-m", "nemotron.cli.main", "artifacts", "sync", "--root", str(registry.root)],
+        capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "cannot reach W&B" in done.stderr and "no W&B project" not in done.stderr

@@ -97,3 +97,28 @@ def test_job_section_is_required(tmp_path):
     cfg = _train_cfg(tmp_path, "sft", {}, {})
     with pytest.raises(UserError, match="output.name"):
         publish_output(cfg, tmp_path, {}, {})
+
+
+def test_tampered_input_is_caught_before_the_stage_starts(tmp_path, make_data):
+    d = make_data("rl-data", {"train.jsonl": b'{"prompt": "1+1", "answer": "2"}\n'})
+    Registry(tmp_path / "registry").publish("tiny-rl-data", "rl-data", d, {}, [], {})
+    Registry(tmp_path / "registry").publish("tiny-sft-model", "model", make_data("m"), {}, [], {})
+    cfg = _train_cfg(tmp_path, "rl.rlvr", {"model": "tiny-sft-model", "data": "tiny-rl-data"}, {"name": "x"})
+    assert set(resolve_inputs(cfg)) == {"model", "data"}
+    (d / "train.jsonl").write_bytes(b'{"prompt": "1+1", "answer": "3"}\n')  # same size, other content
+    with pytest.raises(UserError, match=r"run.data=tiny-rl-data:v1: the data at .* changed since it was published"):
+        resolve_inputs(cfg)
+
+
+def test_a_published_directory_is_never_written_by_another_job(tmp_path, make_data):
+    from nemotron.artifacts.node import check_output_dir
+
+    first = _train_cfg(tmp_path, "data_prep.rl", {}, {"name": "tiny-rl-data"})
+    check_output_dir(first)  # nothing published there yet
+    out = make_data("x")
+    first["job"]["output_dir"] = str(out)
+    publish_output(first, out, {}, {})
+    check_output_dir(first)  # the same job (a Slurm requeue) may continue
+    second = {**first, "job": {**first["job"], "id": "another-job"}}
+    with pytest.raises(UserError, match=r"holds the published tiny-rl-data:v1 \(job 20261123"):
+        check_output_dir(second)

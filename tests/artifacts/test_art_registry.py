@@ -187,3 +187,24 @@ def test_empty_registry_lists_nothing(tmp_path):
     reg = Registry(tmp_path / "absent")
     assert reg.list() == [] and reg.names() == []
     assert not (tmp_path / "absent").exists()
+
+
+def test_publish_into_another_versions_directory_is_refused(tmp_path):
+    """v1 would silently point at v2's data: a published directory is immutable."""
+    from nemotron.errors import UserError
+
+    registry = Registry(tmp_path / "registry")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "train.jsonl").write_text("v1 rows\n")
+    v1 = registry.publish("tiny-rl-data", "rl-data", out, run={"id": "job-1"})
+    again = registry.publish("tiny-rl-data", "rl-data", out, run={"id": "job-1"})  # identical: allowed
+    assert again.version == 2 and again.digest == v1.digest and registry.owner_of(out).ref == "tiny-rl-data:v1"
+    (out / "train.jsonl").write_text("v2 rows\n")
+    with pytest.raises(UserError, match=r"holds tiny-rl-data:v1 \(job job-1\) and its content changed"):
+        registry.publish("tiny-rl-data", "rl-data", out, run={"id": "job-2"})
+    with pytest.raises(UserError, match="holds tiny-rl-data:v1"):
+        registry.publish("other-data", "rl-data", out)
+    assert [a.version for a in registry.versions("tiny-rl-data")] == [1, 2]
+    with pytest.raises(UserError, match="changed since it was published"):
+        registry.verify(v1)

@@ -97,15 +97,18 @@ def test_workers_and_ranks_give_identical_output(tmp_path: Path, corpus: Path) -
     assert_same_tree(tmp_path / "workers1", out)
 
 
-def test_changed_settings_redo_and_clean_stale_shards(tmp_path: Path) -> None:
+def test_changed_settings_into_a_used_output_dir_are_refused(tmp_path: Path) -> None:
+    """Another plan never overwrites a non-empty output_dir (it may be a published artifact's data)."""
+    from nemotron.errors import UserError
+
     src = write_jsonl(tmp_path / "a.jsonl", [{"text": f"document {i} " * 20} for i in range(200)])
     out = tmp_path / "out"
     cfg = pretrain_cfg([str(src)], need(GPT2_TIKTOKEN), data={"shard_size_mb": 0.01})
     first = prepare_pretrain(cfg, out, progress=False)
+    before = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     cfg["data"]["valid_fraction"] = 0.1
-    second = prepare_pretrain(cfg, out, progress=False)
-    assert second["plan_hash"] != first["plan_hash"]
-    assert second["run"]["shards_reused"] == 0
-    keys = {p.stem for p in (out / "receipts").glob("*.json")}
-    assert keys == {p.name for p in (out / "shards").iterdir()}
-    assert len(keys) == second["num_shards"]
+    with pytest.raises(UserError, match="holds data prep output of another plan"):
+        prepare_pretrain(cfg, out, progress=False)
+    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    same = pretrain_cfg([str(src)], need(GPT2_TIKTOKEN), data={"shard_size_mb": 0.01})
+    assert prepare_pretrain(same, out, progress=False)["plan_hash"] == first["plan_hash"]  # the same plan resumes

@@ -174,7 +174,7 @@ def test_preview_is_nemo_runs_sbatch_script_without_secrets(monkeypatch: pytest.
         "#SBATCH --nodes=2",
         "#SBATCH --gpus-per-node=8",
         "#SBATCH --time=02:00:00",
-        "#SBATCH --job-name=nemotron.pretrain",
+        "#SBATCH --job-name=pretrain.nemotron",  # the stage first: default squeue shows 8 characters
         "#SBATCH --kill-on-invalid-dep=yes",
         "afterok:<",
         "--container-image nvcr.io/nvidia/nemo:26.02",

@@ -220,3 +220,74 @@ def test_overrides_are_routed_by_stage_prefix() -> None:
     assert routed["data_prep.sft"] == {"data.y": "z"}
     with pytest.raises(UserError, match="does not start with a stage"):
         split_overrides({"train.train_iters": 3}, steps())
+
+
+def _publish_like_a_node(
+    registry: Registry,
+    tmp_path: Path,
+    stage: str,
+    resolver: Resolver,
+    inputs: dict,
+    job: str,
+    content: str | None = None,
+):
+    """One stage's publish as the node does it, with chosen content (equal content = equal digest)."""
+    info = resolver(PipeStep(BY_NAME[stage], "tiny"))
+    out = tmp_path / "outputs" / job
+    out.mkdir(parents=True)
+    (out / "data.txt").write_text(content if content is not None else job)
+    return registry.publish(
+        info.output_name, BY_NAME[stage].output.kind, out, inputs=inputs,
+        run={"stage": stage, "config_hash": info.config_hash, "id": job}, aliases=["latest"],
+    )  # fmt: skip
+
+
+def test_only_follows_the_chains_own_lineage_not_the_newest_variant(registry: Registry, tmp_path: Path) -> None:
+    """A variant (sft with other settings) made rl v2 from sft v2; --only eval must use rl v1 (from sft v1)."""
+    execute(plan_pipe(steps(), Resolver(), registry, experiment_id="E1"), registry, tmp_path)
+    variant = Resolver({"sft": "train_iters=60"})
+    execute(plan_pipe(steps(), variant, registry, experiment_id="E2"), registry, tmp_path)
+    assert registry.get("t-rl-rlvr:latest").input_slots["model"] == "t-sft:v2"
+    plan = plan_pipe(steps(), Resolver(), registry, experiment_id="E3", only="eval")
+    by = {s.name: s for s in plan.stages}
+    assert by["sft"].artifact == "t-sft:v1"
+    assert by["rl.rlvr"].artifact == "t-rl-rlvr:v1"  # not v2, the variant's
+    assert by["eval"].inputs == {"model": "t-rl-rlvr:v1", "quantized": "t-quantize:v1"}
+    assert "from the same inputs" in by["rl.rlvr"].reason
+
+
+def test_only_says_which_candidate_when_several_fit(registry: Registry, tmp_path: Path) -> None:
+    r = Resolver()
+    _publish_like_a_node(registry, tmp_path, "data_prep.rl", r, {}, "J1", "same rows")
+    _publish_like_a_node(registry, tmp_path, "data_prep.rl", r, {}, "J2", "same rows")
+    plan = plan_pipe(steps(["data_prep.rl", "rl.rlvr"]), r, registry, experiment_id="E", only="rl.rlvr")
+    assert plan.stages[0].artifact == "t-data_prep-rl:v2"
+    assert "newest of 2 that fit (t-data_prep-rl:v2, t-data_prep-rl:v1)" in plan.stages[0].reason
+
+
+def test_only_refuses_outputs_from_another_lineage(registry: Registry, tmp_path: Path) -> None:
+    r = Resolver()
+    data1 = _publish_like_a_node(registry, tmp_path, "data_prep.rl", r, {}, "J1", "rows A")
+    _publish_like_a_node(registry, tmp_path, "sft", r, {}, "J2")
+    _publish_like_a_node(registry, tmp_path, "rl.rlvr", r, {"model": "t-sft:v1", "data": data1}, "J3")
+    _publish_like_a_node(registry, tmp_path, "data_prep.rl", r, {}, "J4", "rows B")  # different data, same config
+    with pytest.raises(UserError, match=r"input t-data_prep-rl changed v1 → v2"):
+        plan_pipe(steps(["data_prep.rl", "sft", "rl.rlvr", "eval"]), r, registry, experiment_id="E", only="eval")
+
+
+def test_identical_republish_keeps_downstream_skips_and_a_real_change_says_why(
+    registry: Registry, tmp_path: Path
+) -> None:
+    execute(plan_pipe(steps(), Resolver(), registry, experiment_id="E1"), registry, tmp_path)
+    v1 = registry.get("t-data_prep-rl:v1")
+    same = (tmp_path / "outputs" / "E1" / "data_prep.rl" / "data.txt").read_text()
+    v2 = _publish_like_a_node(registry, tmp_path, "data_prep.rl", Resolver(), {}, "rerun", same)
+    assert v2.version == 2 and v2.digest == v1.digest
+    again = plan_pipe(steps(), Resolver(), registry, experiment_id="E2")
+    assert set(actions(again).values()) == {SKIP}
+    assert next(s for s in again.stages if s.name == "data_prep.rl").artifact == "t-data_prep-rl:v2"
+    _publish_like_a_node(registry, tmp_path, "data_prep.rl", Resolver(), {}, "changed", "other rows")
+    changed = plan_pipe(steps(), Resolver(), registry, experiment_id="E3")
+    rl = next(s for s in changed.stages if s.name == "rl.rlvr")
+    assert rl.action == RUN and rl.reason.startswith("input t-data_prep-rl changed v1 → v3")
+    assert actions(changed)["eval"] == RUN

@@ -80,10 +80,15 @@ def _tmp_name(target: Path) -> Path:
 
 def _write_tmp(target: Path, data: bytes) -> Path:
     tmp = _tmp_name(target)
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        with contextlib.suppress(OSError):  # a full disk must not leave half-written temp files behind
+            tmp.unlink()
+        raise
     return tmp
 
 

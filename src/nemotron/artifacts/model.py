@@ -25,8 +25,16 @@ KIND_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 DEFAULT_ALIAS = "latest"
 
 
+MAX_NAME = 128  # NAME_RE allows 1 + 127 characters
+
+
 def validate_name(name: str, what: str = "artifact name") -> str:
     """Return ``name`` if it is a safe artifact name, else raise ``UserError`` (no path traversal)."""
+    if isinstance(name, str) and len(name) > MAX_NAME:
+        raise UserError(
+            f"{what} '{name[:40]}…' is {len(name)} characters long, more than the registry's {MAX_NAME}",
+            hint="pick a shorter name",
+        )
     if not isinstance(name, str) or not NAME_RE.match(name) or name.endswith(".json"):
         raise UserError(
             f"'{name}' is not a valid {what}",

@@ -59,7 +59,23 @@ def resolve_inputs(train_cfg: dict[str, Any]) -> dict[str, Artifact]:
                 f"run.{slot}={art.ref} points at {art.path}, which does not exist on this node",
                 hint="put outputs and the artifacts root on a filesystem shared with the compute nodes",
             )
+        registry.verify(art, what=f"run.{slot}={art.ref}")  # tampered or overwritten data stops here
     return resolved
+
+
+def check_output_dir(train_cfg: dict[str, Any]) -> None:
+    """Refuse to write into a directory that already holds another job's published artifact.
+
+    Published data is immutable: a job that reused such an ``output_dir`` would change what the
+    owner's record describes. The same job (a Slurm requeue) may continue in its own directory.
+    """
+    job = _job(train_cfg)
+    owner = registry_for(train_cfg, with_mirror=False).owner_of(job["output_dir"])
+    if owner is not None and owner.run.job_id != job.get("id"):
+        raise UserError(
+            f"output_dir {job['output_dir']} holds the published {owner.ref} (job {owner.run.job_id or '?'})",
+            hint="published directories are immutable: choose a new output_dir, or leave it unset",
+        )
 
 
 def resolve_config(train_cfg: dict[str, Any]) -> dict[str, Any]:

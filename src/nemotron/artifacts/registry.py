@@ -7,15 +7,20 @@ Layout under the root (a plain directory, fine on a shared filesystem)::
     <name>/v<N>.json           one immutable file per version (created once via os.link)
     <name>/index.json          kind, versions, aliases -> version (replaced atomically)
     <name>/v<N>.wandb.json     W&B mirror state of that version (see wandb_mirror)
+    _paths/<sha256(path)>.json the first version published from a data path (its owner)
 
 Versions are the truth: ``v<N>.json`` files are never rewritten, so a crash can at worst leave a
 version whose aliases were not moved yet (the next publish repairs the index from the files).
+A published data directory is immutable: the first version published from a path claims it
+(``_paths/``, created once via ``os.link``), and a later publish from the same path is refused
+unless the content is still exactly what the owner recorded (an identical re-publish).
 Publishing takes the per-name lock, so 8 writers on 8 hosts never hand out one version twice; the
 ``os.link`` claim makes a duplicate impossible even if a lock were lost.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Iterable, Mapping
@@ -72,6 +77,11 @@ class Registry:
     def _index_file(self, name: str) -> Path:
         return self._dir(name) / "index.json"
 
+    def _claim_file(self, path: str) -> Path:
+        import hashlib
+
+        return self.root / "_paths" / f"{hashlib.sha256(path.encode()).hexdigest()[:32]}.json"
+
     def _ensure_root(self) -> None:
         marker = self.root / "REGISTRY.json"
         if not marker.exists():
@@ -93,9 +103,12 @@ class Registry:
 
     def _read_index(self, name: str) -> dict[str, Any]:
         try:
-            return read_json(self._index_file(name))
+            index = read_record(self._index_file(name))
         except FileNotFoundError:
             return {"name": name, "kind": None, "versions": [], "aliases": {}}
+        if not isinstance(index, dict) or not isinstance(index.get("aliases", {}), dict):
+            raise damaged(self._index_file(name), "not an index object")
+        return index
 
     def names(self) -> list[str]:
         """Every artifact name with at least one version."""
@@ -108,11 +121,17 @@ class Registry:
         )
 
     def _load(self, name: str, version: int, aliases_index: dict[str, int] | None = None) -> Artifact:
-        data = read_json(self._version_file(name, version))
+        path = self._version_file(name, version)
+        data = read_record(path)
+        if not isinstance(data, dict) or data.get("name") != name or data.get("version") != version:
+            raise damaged(path, "not the record of this version")
         if aliases_index is None:
             aliases_index = self._read_index(name).get("aliases", {})
         aliases = [alias for alias, ver in aliases_index.items() if ver == version]
-        return Artifact.from_dict(data, aliases=aliases)
+        try:
+            return Artifact.from_dict(data, aliases=aliases)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise damaged(path, f"missing or bad field {exc}") from None
 
     def versions(self, name: str) -> list[Artifact]:
         """All versions of ``name``, oldest first."""
@@ -187,7 +206,7 @@ class Registry:
         This answers "was this exact resolved config already run?" (``pipe`` skips such stages).
         ``require_path`` ignores versions whose data is gone; ``verify_digest`` also re-digests it.
         """
-        from nemotron.artifacts.digest import compute_digest
+        from nemotron.artifacts.digest import digest_matches
 
         for art in reversed(self.versions(name)):
             if config_hash is not None and art.run.config_hash != config_hash:
@@ -196,10 +215,39 @@ class Registry:
                 continue
             if require_path and not _is_uri(art.path) and not Path(art.path).exists():
                 continue
-            if verify_digest and art.digest and compute_digest(art.path) != art.digest:
+            if verify_digest and not digest_matches(art.path, art.digest):
                 continue
             return art
         return None
+
+    def owner_of(self, path: Path | str) -> Artifact | None:
+        """The version that first published the data at ``path`` (resolved), or None."""
+        key = str(Path(path).expanduser().resolve())
+        try:
+            claim = read_json(self._claim_file(key))
+            return self._load(claim["name"], int(claim["version"]), {})  # aliases not needed (nor the index)
+        except (FileNotFoundError, KeyError, TypeError, ValueError):
+            return None
+
+    def verify(self, artifact: Artifact, what: str | None = None) -> None:
+        """Raise a one-line ``UserError`` when ``artifact``'s data is gone or no longer matches its digest."""
+        from nemotron.artifacts.digest import compute_digest, digest_matches
+
+        label = what or artifact.ref
+        if _is_uri(artifact.path):
+            return
+        if not Path(artifact.path).exists():
+            raise UserError(
+                f"{label}: its data at {artifact.path} is gone",
+                hint=f"re-run the stage that made it ({artifact.run.stage or 'see nemotron artifacts show'})",
+            )
+        if not digest_matches(artifact.path, artifact.digest):
+            now = compute_digest(artifact.path)
+            raise UserError(
+                f"{label}: the data at {artifact.path} changed since it was published "
+                f"(digest {artifact.digest[:20]}…, now {now[:20]}…)",
+                hint="published data is immutable: restore it, or re-run the stage that made it to publish a new version",
+            )
 
     def consumers(self, ref: str) -> list[Artifact]:
         """Artifacts that list ``ref`` (resolved to ``name:vN``) among their inputs."""
@@ -210,7 +258,7 @@ class Registry:
         """The W&B mirror record of one version, if any."""
         path = self._dir(artifact.name) / f"v{artifact.version}.wandb.json"
         try:
-            return read_json(path)
+            return read_record(path)
         except FileNotFoundError:
             return None
 
@@ -254,8 +302,6 @@ class Registry:
         validate_kind(kind)
         aliases = [validate_alias(a) for a in dict.fromkeys(aliases)]
         metadata = dict(metadata or {})
-        import json
-
         try:
             json.dumps(metadata)
         except TypeError as exc:
@@ -285,6 +331,7 @@ class Registry:
                     f"'{name}' holds artifacts of kind {index['kind']}, not {kind}",
                     hint="publish under another name",
                 )
+            owner = self._check_path_owner(path_str, digest, name)
             existing = sorted(set(self._scan_versions(name)) | set(index.get("versions", [])))
             version = (existing[-1] if existing else 0) + 1
             while True:
@@ -303,6 +350,9 @@ class Registry:
                 if create_json_exclusive(self._version_file(name, version), record):
                     break
                 version += 1  # someone claimed it without our lock (stale NFS view): take the next
+            if owner is None and digest is not None:
+                # first publish from this path: it owns it (a racing owner under another name wins)
+                create_json_exclusive(self._claim_file(path_str), {"name": name, "version": version, "path": path_str})
             alias_map = dict(index.get("aliases", {}))
             for alias in aliases:
                 alias_map[alias] = version
@@ -319,6 +369,23 @@ class Registry:
         if self.mirror is not None:
             self.mirror.publish(self, artifact, input_arts)
         return artifact
+
+    def _check_path_owner(self, path: str, digest: str | None, name: str) -> Artifact | None:
+        """The owner of ``path`` if this publish may share it (same content), else a ``UserError``."""
+        if digest is None:
+            return None
+        owner = self.owner_of(path)
+        if owner is None:
+            return None
+        same_rule = bool(owner.digest) and owner.digest.partition(":")[0] == digest.partition(":")[0]
+        if same_rule and owner.digest != digest:
+            raise UserError(
+                f"cannot publish '{name}' from {path}: that directory holds {owner.ref} "
+                f"(job {owner.run.job_id or '?'}) and its content changed since",
+                hint="published directories are immutable: write new data to a new output_dir "
+                "(leave output_dir unset and each job gets its own)",
+            )
+        return owner
 
     def set_alias(self, ref: str, alias: str) -> Artifact:
         """Point ``alias`` of the artifact's name at the version ``ref`` resolves to."""
@@ -339,6 +406,28 @@ class Registry:
             index = self._read_index(name)
             if index.get("aliases", {}).pop(alias, None) is not None:
                 write_json_atomic(self._index_file(name), index)
+
+
+def damaged(path: Path, why: str) -> UserError:
+    """The one-line error for a registry file that cannot be read as what it should be."""
+    return UserError(
+        f"registry file {path} is damaged ({why})",
+        hint="run `nemotron artifacts fsck` to see every problem, `--repair` to rebuild indexes from version records",
+    )
+
+
+def read_record(path: Path) -> Any:
+    """``read_json`` for registry files: damage (bad JSON, binary junk) is a ``UserError``, not a traceback."""
+    try:
+        return read_json(path)
+    except FileNotFoundError:
+        raise
+    except json.JSONDecodeError as exc:
+        raise damaged(path, f"invalid JSON at line {exc.lineno} column {exc.colno}") from None
+    except (ValueError, UnicodeDecodeError):
+        raise damaged(path, "not UTF-8 JSON text") from None
+    except IsADirectoryError:
+        raise damaged(path, "a directory") from None
 
 
 def _is_uri(path: str) -> bool:

@@ -16,7 +16,7 @@ import typer
 from nemotron.errors import UserError
 
 app = typer.Typer(
-    help="Inspect the local artifact registry (ls, show) and mirror it to W&B (sync).",
+    help="Inspect the local artifact registry (ls, show, fsck) and mirror it to W&B (sync).",
     no_args_is_help=True,
 )
 
@@ -149,10 +149,58 @@ def _exists(path: str) -> bool:
     return "://" in path or Path(path).exists()
 
 
+@app.command("fsck")
+def fsck(
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Rebuild indexes and path claims from the version records.")
+    ] = False,
+    root: RootOption = None,
+) -> None:
+    """Check the registry for damage (bad JSON, stale indexes, temp files); --repair rebuilds what it can."""
+    from nemotron.artifacts import fsck as checker
+
+    registry = open_registry(root)
+    problems = checker.check(registry)
+    for problem in problems:
+        typer.echo(checker.describe(problem))
+    if repair and problems:
+        for line in checker.repair(registry):
+            typer.echo(line)
+        problems = checker.check(registry)
+    if not problems:
+        typer.echo(f"registry {registry.root}: ok")
+        return
+    left = "; ".join(checker.describe(p) for p in problems if not p.repairable or repair)
+    if left:
+        raise UserError(f"registry {registry.root} has problems left: {left[:300]}")
+    raise UserError(f"registry {registry.root}: {len(problems)} problem(s)", hint="nemotron artifacts fsck --repair")
+
+
+def sync_settings(project: str | None, entity: str | None) -> dict[str, object]:
+    """The [wandb] settings sync uses: env.toml's section (what the mirror uses), under the
+    ``WANDB_*`` environment variables, under the command-line flags; always online."""
+    from nemotron.env.profiles import load_env
+
+    merged: dict[str, object] = {**load_env().wandb, "mode": "online"}
+    for key, flag, var in (
+        ("project", project, "WANDB_PROJECT"),
+        ("entity", entity, "WANDB_ENTITY"),
+        ("base_url", None, "WANDB_BASE_URL"),
+    ):
+        value = flag or os.environ.get(var) or merged.get(key)
+        if value:
+            merged[key] = value
+    return merged
+
+
 @app.command("sync")
 def sync(
-    project: Annotated[str | None, typer.Option("--project", help="W&B project (default: $WANDB_PROJECT).")] = None,
-    entity: Annotated[str | None, typer.Option("--entity", help="W&B entity (default: $WANDB_ENTITY).")] = None,
+    project: Annotated[
+        str | None, typer.Option("--project", help="W&B project (default: $WANDB_PROJECT, else env.toml [wandb]).")
+    ] = None,
+    entity: Annotated[
+        str | None, typer.Option("--entity", help="W&B entity (default: $WANDB_ENTITY, else env.toml [wandb]).")
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print what would be done.")] = False,
     relog: Annotated[
         bool, typer.Option("--relog", help="Log offline artifacts afresh instead of uploading their runs.")
@@ -169,14 +217,7 @@ def sync(
             typer.echo(f"{step.action:7s} {step.artifact}" + (f"  {step.detail}" if step.detail else ""))
         typer.echo(f"{len(steps)} step(s); nothing done (--dry-run)")
         return
-    settings = WandbSettings.from_dict(
-        {
-            "project": project or os.environ.get("WANDB_PROJECT"),
-            "entity": entity or os.environ.get("WANDB_ENTITY"),
-            "mode": "online",
-            "base_url": os.environ.get("WANDB_BASE_URL"),
-        }
-    )
+    settings = WandbSettings.from_dict(sync_settings(project, entity))
     if settings is None:
         raise UserError("no W&B project to sync to", hint="pass --project or set [wandb] project / WANDB_PROJECT")
     done = run_sync(registry, settings, relog=relog, echo=typer.echo)

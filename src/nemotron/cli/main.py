@@ -78,6 +78,13 @@ def main(argv: list[str] | None = None) -> None:
         build_app()(args=args, prog_name="nemotron")
     except UserError as error:
         sys.exit(_report(error, debug))
+    except OSError as exc:
+        from nemotron.errors import from_os_error
+
+        error = from_os_error(exc)
+        if error is None:
+            raise
+        sys.exit(_report(error, debug))
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.exit(130)

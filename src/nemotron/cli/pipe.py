@@ -6,7 +6,17 @@ from typing import Annotated
 
 import typer
 
-from nemotron.cli.super3 import BatchOpt, DryRunOpt, RunOpt
+from nemotron.cli.super3 import (
+    AccountOpt,
+    BatchOpt,
+    DryRunOpt,
+    NodesOpt,
+    PartitionOpt,
+    QosOpt,
+    RunOpt,
+    TimeOpt,
+    cluster_flags,
+)
 
 PipeConfigOpt = Annotated[
     str | None,
@@ -33,7 +43,15 @@ def pipe(
         str | None,
         typer.Option("--only", help="Run just this stage, fed by the existing outputs of the stages before it."),
     ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Run every stage even if its output exists.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Run every stage even if its output exists (or an identical pipe is running)."),
+    ] = False,
+    partition: PartitionOpt = None,
+    account: AccountOpt = None,
+    qos: QosOpt = None,
+    time: TimeOpt = None,
+    nodes: NodesOpt = None,
 ) -> None:
     """Data prep -> pretrain -> SFT -> RL -> quantize -> eval as one experiment (afterok chain).
 
@@ -54,5 +72,6 @@ def pipe(
         args=list(ctx.args),
         passthrough=list(PASSTHROUGH),
         argv=list(ARGV),
+        cluster=cluster_flags(partition=partition, account=account, qos=qos, time=time, nodes=nodes),
     )
     raise typer.Exit(code)

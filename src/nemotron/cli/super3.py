@@ -44,6 +44,27 @@ DryRunOpt = Annotated[
         rich_help_panel=RUN_PANEL,
     ),
 ]
+PartitionOpt = Annotated[
+    str | None, typer.Option("--partition", help="Slurm partition (over the profile's).", rich_help_panel=RUN_PANEL)
+]
+AccountOpt = Annotated[
+    str | None, typer.Option("--account", help="Slurm account (over the profile's).", rich_help_panel=RUN_PANEL)
+]
+QosOpt = Annotated[str | None, typer.Option("--qos", help="Slurm QOS (over the profile's).", rich_help_panel=RUN_PANEL)]
+TimeOpt = Annotated[
+    str | None,
+    typer.Option("--time", help="Time limit, e.g. 04:00:00 (over profile and config).", rich_help_panel=RUN_PANEL),
+]
+NodesOpt = Annotated[
+    int | None, typer.Option("--nodes", help="Nodes (over profile and config).", rich_help_panel=RUN_PANEL)
+]
+
+
+def cluster_flags(**flags: object) -> dict[str, object]:
+    """The cluster options given on the command line (None = not given)."""
+    return {k: v for k, v in flags.items() if v is not None}
+
+
 OVERRIDES_EPILOG = (
     "Overrides: key=value anywhere, e.g. train.train_iters=100 run.data=pretrain-data:v3. "
     "Arguments after -- go to the node script unchanged."
@@ -60,6 +81,11 @@ def _stage_command(stage: Stage):
         run: RunOpt = None,
         batch: BatchOpt = None,
         dry_run: DryRunOpt = False,
+        partition: PartitionOpt = None,
+        account: AccountOpt = None,
+        qos: QosOpt = None,
+        time: TimeOpt = None,
+        nodes: NodesOpt = None,
     ) -> None:
         from nemotron.cli.main import ARGV, PASSTHROUGH
         from nemotron.launch.stage import launch_stage
@@ -73,6 +99,7 @@ def _stage_command(stage: Stage):
             args=list(ctx.args),
             passthrough=list(PASSTHROUGH),
             argv=list(ARGV),
+            cluster=cluster_flags(partition=partition, account=account, qos=qos, time=time, nodes=nodes),
         )
         raise typer.Exit(code)
 
@@ -90,6 +117,11 @@ def _eval_command(stage: Stage):
         run: RunOpt = None,
         batch: BatchOpt = None,
         dry_run: DryRunOpt = False,
+        partition: PartitionOpt = None,
+        account: AccountOpt = None,
+        qos: QosOpt = None,
+        time: TimeOpt = None,
+        nodes: NodesOpt = None,
         show: Annotated[
             str | None,
             typer.Option("--show", help="Print the results of an eval-results artifact (NAME[:VER])."),
@@ -100,7 +132,10 @@ def _eval_command(stage: Stage):
 
             show_eval_results(show)
             raise typer.Exit(0)
-        base(ctx, config=config, run=run, batch=batch, dry_run=dry_run)
+        base(
+            ctx, config=config, run=run, batch=batch, dry_run=dry_run,
+            partition=partition, account=account, qos=qos, time=time, nodes=nodes,
+        )  # fmt: skip
 
     command.__doc__ = stage.help
     return command

@@ -76,12 +76,20 @@ def find_config(stage: Stage, name_or_path: str) -> Path:
     """A named config of the stage (``tiny``) or a YAML file path (``./my.yaml``)."""
     candidate = Path(name_or_path).expanduser()
     if candidate.suffix in (".yaml", ".yml") or "/" in name_or_path:
+        if candidate.is_dir():
+            raise UserError(f"config path {candidate} is a directory", hint="pass a YAML file (or a config name)")
+        if candidate.exists() and not candidate.is_file():
+            raise UserError(
+                f"config path {candidate} is not a regular file", hint="pass a YAML file (or a config name)"
+            )
         if not candidate.is_file():
             raise UserError(
                 f"config file {candidate} does not exist", hint="pass a config name or an existing YAML path"
             )
         return candidate
     path = stage_config_dir(stage) / f"{name_or_path}.yaml"
+    if not path.is_file() and candidate.is_dir():
+        raise UserError(f"config path {candidate} is a directory", hint="pass a YAML file (or a config name)")
     if not path.is_file():
         known = ", ".join(available_configs(stage)) or "none"
         raise UserError(
@@ -91,12 +99,18 @@ def find_config(stage: Stage, name_or_path: str) -> Path:
     return path
 
 
-def read_yaml(path: Path) -> dict[str, Any]:
-    """A YAML mapping; a malformed file is a one-line user error naming the file and line."""
+def read_yaml(path: Path, *, allow_empty: bool = True) -> dict[str, Any]:
+    """A YAML mapping; a malformed, binary or (unless allowed) empty file is a one-line user error."""
     import yaml
 
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not a text file (binary content)", hint="pass a YAML config file") from None
+    if not allow_empty and not text.strip():
+        raise UserError(f"config file {path} is empty", hint="put config keys in it, or leave -c out for the defaults")
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -128,7 +142,7 @@ def load_stage_config(
     name = DEFAULT_NAME
     if config and config != DEFAULT_NAME:
         path = find_config(stage, config)
-        layer = read_yaml(path)
+        layer = read_yaml(path, allow_empty=False)
         raw = deep_merge(raw, layer)
         name = config
         sources.update(_layer_sources(layer, f"config:{config}"))

@@ -38,6 +38,7 @@ from nemotron.errors import UserError
 RECEIPTS = "receipts"
 SHARDS = "shards"
 MANIFEST = "manifest.json"
+PLAN_FILE = "plan.json"  # written by Plan.write
 LOCK = ".lock"
 FINALIZED_MARK = ".finalized"  # which run finalized (decides who publishes); not part of the data
 
@@ -185,6 +186,27 @@ class RunReport:
         }
 
 
+def refuse_other_plan(out: Path, plan: Plan) -> None:
+    """A non-empty output directory may only be resumed by the same plan, never overwritten by another.
+
+    Its files may already be a published artifact (or the half of one a crashed run left): writing a
+    different plan's shards and manifest there would silently change that data.
+    """
+    for record in (PLAN_FILE, MANIFEST):
+        try:
+            previous = json.loads((out / record).read_text()).get("plan_hash")
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError, AttributeError):
+            previous = "unreadable"
+        if previous != plan.hash:
+            raise UserError(
+                f"output_dir {out} holds data prep output of another plan ({record} plan_hash "
+                f"{str(previous)[:12]}, this run {plan.hash[:12]})",
+                hint="choose an empty output_dir (or leave it unset: each job gets its own)",
+            )
+
+
 def run_plan(
     plan: Plan,
     job: ShardJob,
@@ -198,6 +220,7 @@ def run_plan(
 ) -> RunReport:
     """Run this rank's unfinished shards of ``plan`` on ``workers`` processes (0 = all CPUs)."""
     out = Path(job.output_dir)
+    refuse_other_plan(out, plan)
     (out / RECEIPTS).mkdir(parents=True, exist_ok=True)
     (out / SHARDS).mkdir(parents=True, exist_ok=True)
     plan.write(out)

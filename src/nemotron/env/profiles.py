@@ -29,6 +29,11 @@ from nemotron.paths import default_artifacts_root
 ENV_FILE_NAME = "env.toml"
 ENV_FILE_VAR = "NEMOTRON_ENV_FILE"
 RESERVED_SECTIONS = frozenset({"wandb", "artifacts"})
+# [wandb] keys the mirror reads (nemotron.artifacts.wandb_mirror.WandbSettings) plus the secret
+# api_key (kept out of job files by redaction).
+WANDB_KEYS = frozenset(
+    {"project", "entity", "mode", "dir", "base_url", "init_timeout", "http_timeout", "sync_timeout", "api_key"}
+)
 EXECUTORS = ("local", "slurm")
 TUNNELS = ("local", "ssh")
 _SLURM_TIME = re.compile(r"^(\d+-)?\d{1,3}:\d{2}(:\d{2})?$")  # same rule as the config schema
@@ -74,6 +79,7 @@ class Profile:
     python: str | None = None
     code_dir: str | None = None
     overrides: Mapping[str, Any] = field(default_factory=dict)
+    sbatch: Mapping[str, Any] = field(default_factory=dict)  # extra #SBATCH flags: mem, exclusive, constraint, ...
 
     def __repr__(self) -> str:  # never show secret values, even in a traceback
         shown = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) not in (None, (), {})}
@@ -100,6 +106,26 @@ class Profile:
                 value = None  # explicit "no container"
             out[dotted] = value
         return out
+
+    def with_cluster_flags(self, flags: Mapping[str, Any] | None) -> Profile:
+        """This profile with ``--partition/--account/--qos/--time/--nodes`` from the command line on top."""
+        if not flags:
+            return self
+        slurm_only = sorted(k for k in ("partition", "account", "qos") if k in flags)
+        if slurm_only and not self.is_slurm:
+            raise UserError(
+                f"--{slurm_only[0]} applies to Slurm, but profile '{self.name}' runs locally",
+                hint="add --run PROFILE or --batch PROFILE with a Slurm profile from env.toml",
+            )
+        time = flags.get("time")
+        if time is not None and not _SLURM_TIME.match(str(time)):
+            raise UserError(f"--time '{time}' is not a Slurm time limit such as 04:00:00")
+        nodes = flags.get("nodes")
+        if nodes is not None and (isinstance(nodes, bool) or not isinstance(nodes, int) or nodes < 1):
+            raise UserError(f"--nodes must be a positive integer, got {nodes!r}")
+        return replace(
+            self, **{k: v for k, v in flags.items() if k in ("partition", "account", "qos", "time", "nodes")}
+        )
 
     def secret_env_names(self) -> tuple[str, ...]:
         """Names of ``env_vars`` entries that are secrets (their values are never written or shown)."""
@@ -204,7 +230,7 @@ class EnvFile:
             for key, value in self.raw_profiles[link].items():
                 if key == "extends":
                     continue
-                if key in ("env_vars", "overrides") and key in merged:
+                if key in ("env_vars", "overrides", "sbatch") and key in merged:
                     merged[key] = {**merged[key], **value}
                 else:
                     merged[key] = value
@@ -236,8 +262,8 @@ def load_env(path: Path | None = None) -> EnvFile:
         data = tomllib.loads(Path(path).read_text())
     except FileNotFoundError as exc:
         raise UserError(f"env file {path} does not exist") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"{path} is not valid TOML: {exc}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path} is not valid TOML: {exc}") from None
     profiles: dict[str, dict[str, Any]] = {}
     for key, value in data.items():
         if key in RESERVED_SECTIONS:
@@ -254,6 +280,18 @@ def load_env(path: Path | None = None) -> EnvFile:
                 hint=f"valid keys: {', '.join(sorted(_PROFILE_KEYS))}",
             )
         profiles[key] = value
+    wandb = data.get("wandb") or {}
+    if not isinstance(wandb, dict):
+        raise UserError(f"{path}: 'wandb' must be a [wandb] section")
+    for key in wandb:
+        if key not in WANDB_KEYS:
+            import difflib
+
+            close = difflib.get_close_matches(key, sorted(WANDB_KEYS), n=1)
+            raise UserError(
+                f"{path}: [wandb] has unknown key '{key}'" + (f" (did you mean {close[0]}?)" if close else ""),
+                hint=f"valid keys: {', '.join(sorted(WANDB_KEYS))} (a typo would silently disable W&B)",
+            )
     artifacts = dict(data.get("artifacts") or {})
     root = artifacts.get("root")
     artifacts["root"] = str(_resolve_path(root, Path(path).parent) if root else default_artifacts_root())
@@ -274,6 +312,55 @@ def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
             out.update(_flatten(value, dotted + "."))
         else:
             out[dotted] = value
+    return out
+
+
+# sbatch flags nemotron sets itself from dedicated keys (or must own: logs, dependencies, job name)
+MANAGED_SBATCH = {
+    "account": "account",
+    "partition": "partition",
+    "qos": "qos",
+    "nodes": "nodes",
+    "time": "time",
+    "ntasks-per-node": "ntasks_per_node",
+    "gpus-per-node": "gpus_per_node",
+    "job-name": "",
+    "output": "",
+    "error": "",
+    "dependency": "",
+    "comment": "",
+    "container-image": "container_image",
+    "container-mounts": "container_mounts",
+}
+_SBATCH_KEY = re.compile(r"^[a-z][a-z0-9-]*$")
+
+
+def check_sbatch_flags(flags: Any, where: str) -> dict[str, Any]:
+    """A profile's ``[<name>.sbatch]`` table: extra ``#SBATCH --key=value`` lines (``true`` = bare flag).
+
+    E.g. ``mem = "64G"``, ``exclusive = true``, ``constraint = "a100"``, ``reservation = "maint"``.
+    Flags nemotron sets from their own keys (or owns: logs, dependencies) are refused here.
+    """
+    if not isinstance(flags, dict):
+        raise UserError(f'{where} sbatch must be a table such as {{ mem = "64G", exclusive = true }}')
+    out: dict[str, Any] = {}
+    for raw_key, value in flags.items():
+        key = str(raw_key).replace("_", "-")
+        if not _SBATCH_KEY.match(key):
+            raise UserError(f"{where} sbatch key '{raw_key}' is not an sbatch option name (e.g. mem, constraint)")
+        if key in MANAGED_SBATCH:
+            own = MANAGED_SBATCH[key]
+            raise UserError(
+                f"{where} sbatch.{raw_key} is set by nemotron itself",
+                hint=f"use the profile key {own} (or --{own.replace('_', '-')})" if own else "leave it out",
+            )
+        if isinstance(value, bool):
+            if value:
+                out[key] = True
+            continue
+        if not isinstance(value, str | int | float) or isinstance(value, str) and not value.strip():
+            raise UserError(f"{where} sbatch.{raw_key} must be a string, a number or true, got {value!r}")
+        out[key] = value
     return out
 
 
@@ -303,6 +390,7 @@ def _build_profile(name: str, merged: dict[str, Any], path: Path | None) -> Prof
     if not isinstance(overrides, dict):
         raise UserError(f"{where} overrides must be a table of dotted.key = value")
     kwargs["overrides"] = _flatten(overrides)
+    kwargs["sbatch"] = check_sbatch_flags(merged.get("sbatch", {}), where)
 
     profile = Profile(name=name, **kwargs)
     if profile.executor not in EXECUTORS:

@@ -16,7 +16,7 @@ import time
 from dataclasses import replace
 
 from nemotron.execution import states as st
-from nemotron.execution.monitor import Follower, Write, failure_report, log_path, stdout_write
+from nemotron.execution.monitor import Follower, Write, failure_report, stdout_write
 from nemotron.execution.records import ExperimentRecord, JobRecord, all_records, find
 from nemotron.execution.report import status_table
 from nemotron.execution.shell import Shell, shell_for
@@ -50,7 +50,7 @@ def status_text(key: str | None = None, *, recent: int = RECENT) -> str:
     if key:
         record, statuses = rows[0]
         shell = _shell(record, shells)
-        notes = [failure_report(record, j, statuses[j.job_id], shell) for j in record.jobs]
+        notes = [failure_report(record, j, statuses[j.job_id], shell, statuses) for j in record.jobs]
         text += "".join(f"{n}\n" for n in notes if n)
     return text
 
@@ -75,11 +75,11 @@ def print_logs(key: str, *, follow: bool = False, write: Write = stdout_write, i
             statuses = st.experiment_states(sub, shell)
             follower = Follower(sub, shell, write=write, announce=False)
             for item in sub.jobs:
-                if statuses[item.job_id].state == st.PENDING and not log_path(sub, item):
-                    write(f"nemotron: {item.stage} has not started yet ({statuses[item.job_id].reason or 'pending'})\n")
+                if statuses[item.job_id].state == st.PENDING:
+                    write(f"nemotron: {item.stage} has not started yet ({_pending_why(statuses[item.job_id])})\n")
                     continue
                 follower.pump(item, final=True)
-                report = failure_report(sub, item, statuses[item.job_id], shell)
+                report = failure_report(sub, item, statuses[item.job_id], shell, statuses)
                 if report and not statuses[item.job_id].script_started:
                     write(report + "\n")
             return 0
@@ -87,12 +87,25 @@ def print_logs(key: str, *, follow: bool = False, write: Write = stdout_write, i
         runner_alive = None if record.is_slurm else (lambda: st.runner_alive(record))
         statuses = follower.follow(interval=interval, runner_alive=runner_alive, cancel_dependents=False)
         for item in sub.jobs:
-            report = failure_report(sub, item, statuses[item.job_id], shell)
+            report = failure_report(sub, item, statuses[item.job_id], shell, statuses)
             if report:
                 write(report + "\n")
         return 1 if any(s.state in st.BAD for s in statuses.values()) else 0
     finally:
         shell.close()
+
+
+def _pending_why(status: st.JobStatus) -> str:
+    """Slurm's pending reason in words a user can act on."""
+    words = {
+        "Dependency": "waiting for the stages it depends on",
+        "Resources": "waiting for free nodes",
+        "Priority": "other jobs are ahead of it",
+        "BeginTime": "requeued; waiting for its begin time",
+        "DependencyNeverSatisfied": "a stage it depends on failed; it will never start",
+    }
+    reason = status.reason or "pending"
+    return f"{reason}: {words[reason]}" if reason in words else reason
 
 
 def cancel(key: str, *, write: Write = stdout_write) -> int:

@@ -23,7 +23,7 @@ from nemotron.execution.node import NodeLayout, code_dir, launcher, node_python,
 from nemotron.execution.records import TITLE, nemo_experiment_id
 from nemotron.paths import nemorun_home, nemotron_home
 
-JOB_NAME_PREFIX = "nemotron."
+JOB_NAME_SUFFIX = ".nemotron"  # the stage leads the Slurm job name: default squeue shows its first 8 characters
 
 
 @dataclass(frozen=True)
@@ -81,8 +81,12 @@ def placement(experiment_id: str, profile: Profile) -> Placement:
 
 
 def task_name(job: PreparedJob) -> str:
-    """NeMo-Run task name (also the Slurm job name suffix): the stage with dots made safe."""
-    return job.stage.name.replace(".", "-")
+    """NeMo-Run task name, which is also the Slurm job name: the stage, readable in the 8 characters
+    default ``squeue`` shows (``pretrain``, ``sft``, ``rl-rlvr``, ``prep-sft``), dots made safe."""
+    name = job.stage.name
+    if name.startswith("data_prep."):
+        name = "prep-" + name.split(".", 1)[1]
+    return name.replace(".", "-")
 
 
 def node_layout(job: PreparedJob, profile: Profile, where: Placement, task: str) -> NodeLayout:
@@ -128,8 +132,13 @@ def container_mounts(job: PreparedJob, profile: Profile, where: Placement) -> li
     return mounts
 
 
-def build_executor(run: Any, job: PreparedJob, profile: Profile, where: Placement) -> Any:
-    """A ``run.SlurmExecutor`` or ``run.LocalExecutor`` for ``job``."""
+def slurm_job_name(task: str) -> str:
+    """``pretrain.nemotron``, ``prep-sft.nemotron``: the stage first, so ``squeue`` shows which stage runs."""
+    return f"{task}{JOB_NAME_SUFFIX}"
+
+
+def build_executor(run: Any, job: PreparedJob, profile: Profile, where: Placement, task: str | None = None) -> Any:
+    """A ``run.SlurmExecutor`` or ``run.LocalExecutor`` for ``job`` (``task``: its NeMo-Run task name)."""
     res = job.resources
     env = task_env(job, profile)
     use_torchrun = launcher(job) == "torchrun"
@@ -152,6 +161,7 @@ def build_executor(run: Any, job: PreparedJob, profile: Profile, where: Placemen
         tunnel = run.LocalTunnel(job_dir=os.path.join(str(nemorun_home()), "experiments"))
     gpus = res.get("gpus_per_node")
     extra: dict[str, Any] = {}
+    extra.update(profile.sbatch)  # the profile's own sbatch flags (mem, exclusive, constraint, reservation, ...)
     if job.depends_on:
         # a failed dependency cancels this job instead of leaving it pending forever
         extra["kill_on_invalid_dep"] = "yes"
@@ -171,13 +181,22 @@ def build_executor(run: Any, job: PreparedJob, profile: Profile, where: Placemen
         env_vars={k: shlex.quote(v) for k, v in env.items()},
         tunnel=tunnel,
         packager=_packager(run, job, profile),
-        job_name_prefix=JOB_NAME_PREFIX,
+        # NeMo-Run would name the job <prefix><task> with "<account>-..." as the default prefix; naming
+        # it ourselves keeps the stage first (nemo_run 0.11.1 core/execution/slurm.py: an empty
+        # job_details.job_name is replaced by the prefixed task name, a set one is kept)
+        job_details=_job_details(slurm_job_name(task or task_name(job))),
         comment=f"nemotron {job.experiment_id} {job.stage.name}",
         additional_parameters=extra or None,
         launcher="torchrun" if use_torchrun else None,
         torchrun_nproc_per_node=int(gpus) if use_torchrun and gpus else None,
         poll_estimated_start_time=False,
     )
+
+
+def _job_details(name: str) -> Any:
+    from nemo_run.core.execution.slurm import SlurmJobDetails
+
+    return SlurmJobDetails(job_name=name)
 
 
 def _packager(run: Any, job: PreparedJob, profile: Profile) -> Any:

@@ -55,10 +55,31 @@ def stdout_write(text: str) -> None:
     sys.stdout.flush()
 
 
-def log_path(record: ExperimentRecord, job: JobRecord) -> str | None:
-    """The file holding what the stage script printed."""
+def restart_count(shell: Shell, job: JobRecord) -> int:
+    """The latest attempt of a Slurm job whose log exists (``SLURM_RESTART_COUNT``; 0 before any requeue)."""
+    res = shell.run(f"ls -1 -- {shlex.quote(job.task_dir)} 2>/dev/null", timeout=30)
+    counts = [0]
+    prefix = job.slurm_log_prefix
+    for name in res.stdout.split():
+        count = name[len(prefix) : -len(".out")] if name.startswith(prefix) and name.endswith(".out") else ""
+        if count.isdigit():
+            counts.append(int(count))
+    return max(counts)
+
+
+def slurm_log(shell: Shell, job: JobRecord) -> str:
+    """The srun log of the job's latest attempt (a requeue starts ``..._1.out``, and so on)."""
+    return job.slurm_log(restart_count(shell, job))
+
+
+def log_path(record: ExperimentRecord, job: JobRecord, shell: Shell | None = None) -> str | None:
+    """The file holding what the stage script printed (its latest attempt's, on Slurm)."""
     if record.is_slurm:
-        return job.slurm_log() if job.native_id else None
+        if not job.native_id:
+            return None
+        from nemotron.execution.shell import LocalShell
+
+        return slurm_log(shell or LocalShell(), job)
     # the local scheduler writes <task_dir>/nemo_run/<app id>/<role>/0/combined.log
     found = sorted(glob.glob(os.path.join(job.task_dir, "nemo_run", "*", "*", "0", "combined.log")))
     return found[-1] if found else None
@@ -93,6 +114,7 @@ class Follower:
     prefix: bool | None = None
     announce: bool = True
     _offsets: dict[str, int] = field(default_factory=dict)
+    _paths: dict[str, str] = field(default_factory=dict)  # the log file being followed, per job
     _partial: dict[str, str] = field(default_factory=dict)
     _last: dict[str, str] = field(default_factory=dict)
     _drained: set[str] = field(default_factory=set)
@@ -115,9 +137,13 @@ class Follower:
 
     def pump(self, job: JobRecord, final: bool = False) -> None:
         """Print whatever the job's log gained since the last call."""
-        path = log_path(self.record, job)
+        path = log_path(self.record, job, self.shell)
         if not path:
             return
+        if self._paths.setdefault(job.job_id, path) != path:  # requeued: the new attempt writes a new file
+            self._paths[job.job_id] = path
+            self._offsets[job.job_id] = 0
+            self.note(f"{job.stage} was requeued; following its new log {path}")
         offset = self._offsets.get(job.job_id, 0)
         data = self.shell.read_from(path, offset)
         if data:
@@ -221,19 +247,67 @@ class Follower:
                 statuses[d.job_id].reason = "dependency failed"
 
 
-def failure_report(record: ExperimentRecord, job: JobRecord, status: st.JobStatus, shell: Shell) -> str:
-    """Why a job failed: for one that died before its script started, Slurm's reason + log tails."""
+def last_error_line(shell: Shell, path: str | None) -> str:
+    """The stage's own last ``error: ...`` line (every node script ends a user error with one)."""
+    lines = [ln.strip() for ln in tail_text(shell, path, 200).splitlines()]
+    errors = [ln for ln in lines if ln.startswith("error:") or "] error:" in ln]
+    return errors[-1] if errors else ""
+
+
+def _dependency_failed(record: ExperimentRecord, job: JobRecord, statuses: dict[str, st.JobStatus] | None) -> str:
+    """The stage this job waited on that failed, if any ("" when it was cancelled for another reason)."""
+    for dep in record.jobs:
+        if dep.job_id in job.depends_on or dep.native_id in job.depends_on:
+            status = (statuses or {}).get(dep.job_id)
+            if status is None or status.state not in st.BAD:
+                continue
+            mine = (statuses or {}).get(job.job_id)
+            # ended first (or, next to a cancelled dependency, in the same second as it, e.g. one
+            # `nemotron cancel` of both): it was cancelled itself, not because of the dependency
+            if (
+                mine is not None
+                and mine.ended
+                and status.ended
+                and (mine.ended < status.ended or (status.state == st.CANCELLED and mine.ended == status.ended))
+            ):
+                continue
+            return dep.stage
+    return ""
+
+
+def failure_report(
+    record: ExperimentRecord,
+    job: JobRecord,
+    status: st.JobStatus,
+    shell: Shell,
+    statuses: dict[str, st.JobStatus] | None = None,
+) -> str:
+    """Why a job did not succeed, in words: cancelled, out of time, the script's exit code and last
+    ``error:`` line, or — for one that never started — the scheduler's reason and log tails."""
     if status.state not in st.BAD:
         return ""
     if status.script_started:
-        code = f"exit code {status.exit_code}" if status.exit_code is not None else status.native_state
-        return f"{job.stage} failed ({code}); log: {log_path(record, job)}"
-    if status.state == st.CANCELLED and status.reason in (
-        "Dependency",
-        "DependencyNeverSatisfied",
-        "dependency failed",
-    ):
-        return f"{job.stage} never ran: a stage it depends on failed"
+        log = log_path(record, job, shell)
+        if status.state == st.TIMEOUT:
+            head = f"{job.stage} ran out of time (Slurm TIMEOUT): raise resources.time (or --time)"
+        elif status.state == st.CANCELLED:
+            head = f"{job.stage} was cancelled while running ({status.reason or 'scancel / nemotron cancel'})"
+        else:
+            code = f"exit code {status.exit_code}" if status.exit_code is not None else status.native_state
+            head = f"{job.stage} failed ({code})"
+        error = last_error_line(shell, log) if status.state == st.FAILED else ""
+        return f"{head}; log: {log}" + (f"\n  {error}" if error else "")
+    if status.state == st.CANCELLED:
+        failed_dep = _dependency_failed(record, job, statuses)
+        if failed_dep or (statuses is None and status.reason in ("DependencyNeverSatisfied", "dependency failed")):
+            return f"{job.stage} never ran: {failed_dep or 'a stage it depends on'} did not succeed"
+        if status.reason in ("Dependency", "DependencyNeverSatisfied", "dependency failed", "") or (
+            status.reason.startswith("never started")
+        ):
+            detail = "" if status.reason in ("", "Dependency") else f" ({status.reason})"
+            return f"{job.stage} was cancelled before it started{detail}"
+    if status.state == st.TIMEOUT:
+        return f"{job.stage} ran out of time before its script started (Slurm TIMEOUT)"
     parts = [f"{job.stage} failed before its script started ({status.native_state or status.state})"]
     if status.reason:
         parts.append(f"  {'slurm reason' if record.is_slurm else 'reason'}: {status.reason}")
@@ -246,14 +320,15 @@ def failure_report(record: ExperimentRecord, job: JobRecord, status: st.JobStatu
             parts += [f"    {line}" for line in batch[-12:]]
         if any("container" in line for line in batch):
             parts.append('  hint: no pyxis on this cluster? set container_image = "" in the profile')
-        task = tail_text(shell, job.slurm_log())
+        task_log = slurm_log(shell, job)
+        task = tail_text(shell, task_log)
         if task.strip():
-            parts.append(f"  last lines of the task log {job.slurm_log()}:")
+            parts.append(f"  last lines of the task log {task_log}:")
             parts += [f"    {line}" for line in task.rstrip("\n").split("\n")]
         if not batch and not task.strip():
             parts.append(f"  no log yet; see {job.task_dir}")
     else:
-        text = tail_text(shell, log_path(record, job))
+        text = tail_text(shell, log_path(record, job, shell))
         if text.strip():
             parts += [f"    {line}" for line in text.rstrip("\n").split("\n")]
     return "\n".join(parts)

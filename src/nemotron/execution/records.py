@@ -60,9 +60,19 @@ class JobRecord:
     def state_file(self) -> str:
         return os.path.join(self.task_dir, STATE_FILE)
 
-    def slurm_log(self) -> str:
-        """The srun output: what the stage script printed (stdout and stderr)."""
-        return os.path.join(self.task_dir, f"log-{self.job_name}_{self.native_id}_0.out")
+    def slurm_log(self, restart: int = 0) -> str:
+        """The srun output of attempt ``restart``: what the stage script printed (stdout and stderr).
+
+        NeMo-Run names it ``log-<job name>_%j_${SLURM_RESTART_COUNT:-0}.out`` (nemo_run 0.11.1,
+        nemo_run/core/execution/slurm.py) and submits with ``--requeue``: a requeued job writes a
+        new file per attempt. ``monitor.slurm_log`` finds the latest one.
+        """
+        return os.path.join(self.task_dir, f"{self.slurm_log_prefix}{restart}.out")
+
+    @property
+    def slurm_log_prefix(self) -> str:
+        """File name of the srun logs up to the restart count."""
+        return f"log-{self.job_name}_{self.native_id}_"
 
     def sbatch_log(self) -> str:
         """The batch script's own output: Slurm/srun errors before the stage script starts."""
@@ -79,6 +89,7 @@ class ExperimentRecord:
     jobs: list[JobRecord] = field(default_factory=list)
     exp_dir: str = ""
     runner: dict[str, Any] = field(default_factory=dict)  # local runs: host + pid of the process running them
+    plan_key: str = ""  # what the jobs compute, without the experiment id (see execution.duplicates)
 
     @property
     def is_slurm(self) -> bool:
@@ -102,15 +113,26 @@ class ExperimentRecord:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         data = asdict(self)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".nemotron-", suffix=".json")
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-        os.replace(tmp, self.path)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(data, f, indent=2)
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)  # a full disk must not leave half-written temp files behind
+            raise
 
     @classmethod
     def load(cls, path: Path) -> ExperimentRecord:
-        data = json.loads(Path(path).read_text())
-        jobs = [JobRecord(**j) for j in data.pop("jobs", [])]
-        return cls(**data, jobs=jobs)
+        """Read a record; a damaged one is a one-line ``UserError`` naming the file, never a traceback."""
+        try:
+            data = json.loads(Path(path).read_text())
+            jobs = [JobRecord(**j) for j in data.pop("jobs", [])]
+            return cls(**data, jobs=jobs)
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise UserError(
+                f"experiment record {path} is damaged ({type(exc).__name__}: {str(exc)[:80]})",
+                hint="the experiment cannot be followed from here; inspect or delete that directory",
+            ) from None
 
 
 def all_records() -> list[ExperimentRecord]:
@@ -122,7 +144,7 @@ def all_records() -> list[ExperimentRecord]:
     for path in root.glob(f"*/{RECORD_FILE}"):
         try:
             records.append(ExperimentRecord.load(path))
-        except (OSError, ValueError, TypeError):
+        except (OSError, UserError):
             continue  # a foreign or corrupt directory must not break `status`
     return sorted(records, key=lambda r: r.created)
 

@@ -64,6 +64,7 @@ class JobStatus:
     nodes: str = ""
     native_state: str = ""  # the scheduler's own word (COMPLETED, OUT_OF_MEMORY, ...)
     script_started: bool = False  # the node wrapper ran (marker file exists)
+    ended: str = ""  # Slurm's End time (ISO, sortable as text) once the job ended
 
     @property
     def terminal(self) -> bool:
@@ -93,7 +94,7 @@ def query_slurm(shell: Shell, ids: list[str]) -> dict[str, JobStatus]:
         return out
     joined = ",".join(ids)
     res = shell.run(
-        f"sacct -X -n -P -j {shlex.quote(joined)} -o JobIDRaw,State,ExitCode,Reason,Elapsed,NodeList", timeout=60
+        f"sacct -X -n -P -j {shlex.quote(joined)} -o JobIDRaw,State,ExitCode,Reason,Elapsed,NodeList,End", timeout=60
     )
     if res.returncode == 0:
         for line in res.stdout.splitlines():
@@ -101,6 +102,7 @@ def query_slurm(shell: Shell, ids: list[str]) -> dict[str, JobStatus]:
             if len(parts) < 6 or parts[0] not in ids:
                 continue
             jid, native, code, reason, elapsed, nodes = parts[:6]
+            ended = parts[6] if len(parts) > 6 and parts[6][:1].isdigit() else ""
             out[jid] = JobStatus(
                 state=slurm_state(native),
                 exit_code=_exit_code(code),
@@ -108,6 +110,7 @@ def query_slurm(shell: Shell, ids: list[str]) -> dict[str, JobStatus]:
                 elapsed=elapsed,
                 nodes="" if nodes.startswith("None") else nodes,
                 native_state=native.split()[0] if native else "",
+                ended=ended,
             )
     missing = [i for i in ids if i not in out or out[i].state in (PENDING, UNKNOWN)]
     if missing:

@@ -28,14 +28,15 @@ from nemotron.env.profiles import Profile
 from nemotron.env.secrets import scrub_text
 from nemotron.errors import UserError
 from nemotron.execution import states as st
+from nemotron.execution.duplicates import plan_key
 from nemotron.execution.executors import (
-    JOB_NAME_PREFIX,
     Placement,
     build_executor,
     build_task,
     node_layout,
     placement,
     refuse_gpu_jobs_on_local,
+    slurm_job_name,
     task_name,
 )
 from nemotron.execution.job import PreparedJob
@@ -354,6 +355,7 @@ def _new_record(jobs: list[PreparedJob], profile: Profile, where: Placement) -> 
         executor=profile.executor,
         profile=summary,
         exp_dir=where.local_exp_dir,
+        plan_key=plan_key(jobs, profile.name),
     )
     for job, task in zip(jobs, _task_names(jobs), strict=True):
         job_cfg = job.train_cfg.get("job", {})
@@ -366,7 +368,7 @@ def _new_record(jobs: list[PreparedJob], profile: Profile, where: Placement) -> 
                 task_dir=where.node_task_dir(task),
                 local_task_dir=where.local_task_dir(task),
                 depends_on=list(job.depends_on),
-                job_name=f"{JOB_NAME_PREFIX}{task}",
+                job_name=slurm_job_name(task),
                 output_name=str(job.train_cfg.get("output", {}).get("name", "")),
                 output_dir=str(job_cfg.get("output_dir", "")),
             )
@@ -388,7 +390,7 @@ def _add_jobs(run: Any, exp: Any, jobs: list[PreparedJob], profile: Profile, whe
         )
         exp.add(
             build_task(run, body),
-            executor=build_executor(run, job, profile, where),
+            executor=build_executor(run, job, profile, where, task),
             name=task,
             dependencies=deps or None,
         )
@@ -424,6 +426,8 @@ def _print_detached(record: ExperimentRecord, profile: Profile, write: Write) ->
     for job in record.jobs:
         after = f" (after {', '.join(stage_of.get(d, d) for d in job.depends_on)})" if job.depends_on else ""
         write(f"  {job.stage:<20} slurm job {job.native_id}{after}\n")
+        if job.native_id:  # where its output lands (a requeue starts ..._1.out; `nemotron logs` follows it)
+            write(f"  {'':<20} log: {job.slurm_log(0)}\n")
     write(f"Follow:  nemotron logs {record.experiment_id} --follow\n")
     write(f"Status:  nemotron status {record.experiment_id}\n")
     write(f"Cancel:  nemotron cancel {record.experiment_id}\n")
@@ -448,11 +452,11 @@ def _finish(
                 state=status.state,
                 exit_code=status.exit_code,
                 reason=status.reason,
-                log=log_path(record, job),
+                log=log_path(record, job, shell),
             )
         )
     for job in record.jobs:
-        report = failure_report(record, job, statuses[job.job_id], shell)
+        report = failure_report(record, job, statuses[job.job_id], shell, statuses)
         if report:
             write(report + "\n")
     write(status_table(record, statuses))

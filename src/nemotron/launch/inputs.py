@@ -34,6 +34,11 @@ def check_inputs(stage: Stage, run: dict[str, str | None], registry: Any) -> lis
         problem = None
         if artifact.kind != port.kind:
             problem = f"run.{port.slot}={ref} is a {artifact.kind} artifact, stage {stage.display} needs {port.kind}"
+        else:
+            try:  # tampered or overwritten data: refuse now, not after the job queued (the node checks again)
+                registry.verify(artifact, what=f"run.{port.slot}={artifact.ref}")
+            except UserError as error:
+                problem = error.one_line()
         statuses.append(InputStatus(port.slot, ref, artifact, problem))
     return statuses
 

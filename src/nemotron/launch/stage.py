@@ -26,6 +26,7 @@ def launch_stage(
     args: list[str],
     passthrough: list[str],
     argv: list[str] | None = None,
+    cluster: dict[str, Any] | None = None,
 ) -> int:
     """Run one stage; returns the process exit code."""
     from nemotron.artifacts.registry import Registry
@@ -38,7 +39,7 @@ def launch_stage(
     profile_name, detach = select_profile(run_profile, batch_profile)
     cli_overrides = parse_overrides(args)
     env_file = load_env()
-    profile = env_file.profile(profile_name)
+    profile = env_file.profile(profile_name).with_cluster_flags(cluster)
     resolved = load_stage_config(
         stage,
         config,
@@ -52,6 +53,12 @@ def launch_stage(
     if local_problem and not dry_run:
         raise UserError(local_problem, hint=LOCAL_GPU_HINT)
     registry = Registry(env_file.artifacts_root)
+    check_before_submit(stage.name, resolved.data, registry)
+    from nemotron.launch.estimates import absurd_plan_warning
+
+    absurd = absurd_plan_warning(resolved.data)
+    if absurd:
+        sys.stderr.write(f"warning: {absurd}\n")
     statuses = check_inputs(stage, resolved.data.get("run") or {}, registry)
     problem = first_problem(statuses)
     if problem and not dry_run:
@@ -76,6 +83,15 @@ def launch_stage(
                 sys.stderr.write(f"warning: submitting now would fail: {reason}\n")
         return 0
     return _submit([job], profile, detach)
+
+
+def check_before_submit(stage_name: str, data: dict[str, Any], registry: Any) -> None:
+    """What the node would otherwise find after the job started (dry-run included): output and data inputs."""
+    from nemotron.data_prep.input_checks import check_data_prep_inputs
+    from nemotron.launch.outputs import check_output
+
+    check_output(data, registry)
+    check_data_prep_inputs(stage_name, data)
 
 
 def _submit(jobs: list[Any], profile: Any, detach: bool) -> int:

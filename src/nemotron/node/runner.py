@@ -121,12 +121,12 @@ def run_stage(stage_name: str, argv: list[str] | None = None, *, module: str | N
     train_cfg = validate_config(raw)
     name = module or backend_module_name(train_cfg, stage_name)
     backend = load_backend(name)
+    from nemotron.artifacts.node import check_output_dir, publish_output, resolve_inputs
+
+    check_output_dir(train_cfg)
+    inputs = resolve_inputs(train_cfg)
     output_dir = Path(job["output_dir"])
     output_dir.mkdir(parents=True, exist_ok=True)
-
-    from nemotron.artifacts.node import publish_output, resolve_inputs
-
-    inputs = resolve_inputs(train_cfg)
     for slot, art in sorted(inputs.items()):
         log.info("input %s = %s:v%s at %s", slot, art.name, art.version, art.path)
     log.info("stage %s (job %s) running %s.run -> %s", job["stage"], job.get("id", "?"), name, output_dir)
@@ -150,5 +150,13 @@ def main(stage_name: str, argv: list[str] | None = None, *, module: str | None =
     try:
         run_stage(stage_name, argv, module=module)
     except UserError as err:
+        print(f"error: {err.one_line()}", file=sys.stderr, flush=True)
+        raise SystemExit(err.exit_code) from None
+    except OSError as exc:
+        from nemotron.errors import from_os_error
+
+        err = from_os_error(exc)
+        if err is None:
+            raise
         print(f"error: {err.one_line()}", file=sys.stderr, flush=True)
         raise SystemExit(err.exit_code) from None

@@ -7,6 +7,7 @@ only adds the per-stage override prefixes, the plan table and the hand-off to ``
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import shutil
@@ -54,6 +55,7 @@ def launch_pipe(
     passthrough: list[str],
     write: Any = None,
     argv: list[str] | None = None,
+    cluster: dict[str, Any] | None = None,
 ) -> int:
     """Run the pipe; returns the process exit code (1 when a stage failed)."""
     from nemotron.artifacts.registry import Registry
@@ -69,7 +71,7 @@ def launch_pipe(
     pipe_name, steps = load_pipe(config)
     overrides = split_overrides(parse_overrides(args), steps)
     env_file = load_env()
-    profile = env_file.profile(profile_name)
+    profile = env_file.profile(profile_name).with_cluster_flags(cluster)
     registry = Registry(env_file.artifacts_root)
     experiment_id = new_experiment_id(f"pipe-{pipe_name}")
     resolved: dict[str, Any] = {}
@@ -112,6 +114,13 @@ def launch_pipe(
         only=only,
         force=force,
     )
+    from nemotron.launch.stage import check_before_submit
+
+    for stage in plan.to_run:
+        try:
+            check_before_submit(stage.name, resolved[stage.name].data, registry)
+        except UserError as error:
+            raise UserError(f"{stage.name}: {error.message}", hint=error.hint) from None
     write(plan_table(plan, pipe_name, profile))
     if plan.skipped:
         write(f"skipped (output exists for the same config): {', '.join(s.name for s in plan.skipped)}\n")
@@ -122,11 +131,26 @@ def launch_pipe(
         write("nothing to run: every stage's output already exists (use --force or --from STAGE to rerun)\n")
         return 0
     _check_external_inputs(plan, registry)
+    if not force:
+        from nemotron.execution.duplicates import refuse_if_running
+
+        try:
+            refuse_if_running(plan.jobs, profile.name)
+        except UserError:
+            _remove_job_dirs(plan)  # nothing was submitted: leave no job files behind
+            raise
     from nemotron.execution.submit import submit
 
     write(f"nemotron: {len(plan.jobs)} job(s) prepared in {time.monotonic() - t0:.1f}s\n")
     result = submit(plan.jobs, profile, detach=detach)
     return int(result.exit_code)
+
+
+def _remove_job_dirs(plan: PipePlan) -> None:
+    for job in plan.jobs:
+        shutil.rmtree(job.job_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            job.job_dir.parent.rmdir()  # the experiment's directory, once empty
 
 
 def _check_external_inputs(plan: PipePlan, registry: Any) -> None:

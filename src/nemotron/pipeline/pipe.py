@@ -6,9 +6,11 @@ the reference in the stage's own config — e.g. pretrain's optional starting mo
 
 Skipping: a stage is skipped when the registry holds its output made by the same resolved config
 (``config_hash``, which leaves out run:/resources/output_dir/logging) from the same inputs (the
-artifact's recorded lineage matches what the pipe would feed it now). A stage fed by a stage that
-runs, runs too. ``--from`` forces a stage and everything after it, ``--only`` one stage, and
-``--force`` everything; stages that may not run then must already have their output.
+artifact's recorded lineage matches what the pipe would feed it now: the same version, or another
+version of that name with the same content digest). A stage fed by a stage that runs, runs too.
+``--from`` forces a stage and everything after it, ``--only`` one stage, and ``--force``
+everything; stages that may not run then must already have their output, in this chain's lineage
+(never the newest output of the same config made from other inputs).
 
 References: a consumer of a stage that runs in this experiment reads ``<output>:exp-<experiment>``
 (the node publishes that alias, so parallel pipes never read each other's ``latest``); a consumer
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nemotron.artifacts.digest import DIGEST_PREFIX as CONTENT_DIGEST
 from nemotron.errors import UserError
 from nemotron.execution.job import PreparedJob
 from nemotron.paths import CONFIGS_DIR
@@ -218,19 +221,18 @@ def plan_pipe(
         fed_by = wiring[plan.name]
         running = [p for p in fed_by.values() if plans[p].action == RUN]
         if plan.name not in may_run:
-            _reuse(plan, registry, plans, fed_by, strict_lineage=False, why="--only" if only else "--from")
+            _reuse(plan, registry, plans, fed_by, why="--only" if only else "--from")
             continue
         if plan.name in forced:
             plan.action, plan.reason = RUN, "forced" if force else (f"--only {only}" if only else f"--from {from_}")
         elif running:
             plan.action, plan.reason = RUN, f"its input from {', '.join(running)} is rebuilt"
         else:
-            found = _find(plan, registry, plans, fed_by, strict_lineage=True)
-            if found is not None:
-                plan.action, plan.artifact = SKIP, found.ref
-                plan.reason = f"{found.ref} was made by this config (job {found.run.job_id or '?'})"
+            match = match_output(plan, registry, plans, fed_by)
+            if match.artifact is not None:
+                plan.action, plan.artifact, plan.reason = SKIP, match.artifact.ref, match.why
             else:
-                plan.action, plan.reason = RUN, "no output for this config yet"
+                plan.action, plan.reason = RUN, match.why
         for slot, producer in fed_by.items():
             p = plans[producer]
             assert p.info is not None
@@ -259,46 +261,108 @@ def _pinned_inputs(plans: dict[str, StagePlan], fed_by: dict[str, str]) -> dict[
     return pinned
 
 
-def _find(plan: StagePlan, registry: Any, plans: dict[str, StagePlan], fed_by: dict[str, str], *, strict_lineage: bool):
-    """The newest artifact of this stage's output made by its config (and, strictly, its inputs)."""
+@dataclass(frozen=True)
+class Match:
+    """The existing output a stage can reuse (or None) and, either way, the reason in words."""
+
+    artifact: Any | None
+    why: str
+
+
+class _Inputs:
+    """Compares recorded inputs with the ones the pipe feeds now: same version, or same content.
+
+    An identical re-publish (a data prep re-run whose bytes did not change) gets a new version with
+    the same content digest; a consumer made from the old version is still made from this data.
+    """
+
+    def __init__(self, registry: Any) -> None:
+        self.registry = registry
+        self.cache: dict[str, Any] = {}
+
+    def _get(self, ref: str) -> Any | None:
+        if ref not in self.cache:
+            try:
+                self.cache[ref] = self.registry.get(ref)
+            except UserError:
+                self.cache[ref] = None
+        return self.cache[ref]
+
+    def same(self, recorded: str | None, wanted: str) -> bool:
+        if recorded == wanted:
+            return True
+        if not recorded or recorded.split(":")[0] != wanted.split(":")[0]:
+            return False
+        a, b = self._get(recorded), self._get(wanted)
+        return bool(a and b and a.digest and a.digest == b.digest and a.digest.startswith(CONTENT_DIGEST))
+
+    def recorded(self, art: Any, slot: str, wanted: str) -> str | None:
+        if art.input_slots:
+            return art.input_slots.get(slot)
+        return next((ref for ref in art.inputs if ref.split(":")[0] == wanted.split(":")[0]), None)
+
+    def fits(self, art: Any, pinned: dict[str, str]) -> bool:
+        return all(self.same(self.recorded(art, slot, ref), ref) for slot, ref in pinned.items())
+
+    def changes(self, art: Any, pinned: dict[str, str]) -> list[str]:
+        """``input tiny-rl-data changed v1 → v2`` for each input that differs from ``art``'s."""
+        out = []
+        for slot, ref in pinned.items():
+            was = self.recorded(art, slot, ref)
+            if self.same(was, ref):
+                continue
+            name, _, now_ver = ref.partition(":")
+            if was and was.split(":")[0] == name:
+                out.append(f"input {name} changed {was.partition(':')[2]} → {now_ver}")
+            else:
+                out.append(f"input {slot} changed {was or 'nothing'} → {ref}")
+        return out
+
+
+def match_output(plan: StagePlan, registry: Any, plans: dict[str, StagePlan], fed_by: dict[str, str]) -> Match:
+    """The newest output of this stage made by its config from the inputs the pipe feeds it now.
+
+    Candidates are versions of the stage's output made with the same config hash whose data still
+    exists; one fits when each recorded input is the pinned version or holds the same content. When
+    none fits, ``why`` is the true reason: which input changed (``input tiny-rl-data changed v1 →
+    v2``), that the data is gone, or that this config never ran.
+    """
     assert plan.info is not None
     pinned = _pinned_inputs(plans, fed_by)
-    if strict_lineage and pinned is None:
-        return None
+    if pinned is None:
+        return Match(None, "an input is rebuilt in this experiment")
+    made, gone = [], []
     for art in reversed(registry.versions(plan.info.output_name)):  # newest first
         if art.run.config_hash != plan.info.config_hash or art.run.stage not in ("", "unknown", plan.name):
             continue
-        if "://" not in art.path and not Path(art.path).exists():
-            continue  # the data is gone: the stage must run again
-        if strict_lineage and pinned and not _same_inputs(art, pinned):
-            continue
-        return art
-    return None
+        (gone if "://" not in art.path and not Path(art.path).exists() else made).append(art)
+    inputs = _Inputs(registry)
+    fits = [art for art in made if inputs.fits(art, pinned)]
+    if fits:
+        chosen = fits[0]
+        why = f"{chosen.ref} was made by this config (job {chosen.run.job_id or '?'})"
+        if pinned:
+            why += " from the same inputs"
+        if len(fits) > 1:
+            why += f"; newest of {len(fits)} that fit ({', '.join(a.ref for a in fits)})"
+        return Match(chosen, why)
+    if made:
+        changed = inputs.changes(made[0], pinned)
+        return Match(None, f"{'; '.join(changed)} (since {made[0].ref})")
+    if gone:
+        return Match(None, f"the data of {gone[0].ref} is gone ({gone[0].path})")
+    return Match(None, "no output for this config yet")
 
 
-def _same_inputs(art: Any, pinned: dict[str, str]) -> bool:
-    if art.input_slots:
-        return all(art.input_slots.get(slot) == ref for slot, ref in pinned.items())
-    return set(pinned.values()) <= set(art.inputs)
-
-
-def _reuse(
-    plan: StagePlan,
-    registry: Any,
-    plans: dict[str, StagePlan],
-    fed_by: dict[str, str],
-    *,
-    strict_lineage: bool,
-    why: str,
-) -> None:
-    """A stage that may not run (``--only``/``--from``) must already have its output."""
-    found = _find(plan, registry, plans, fed_by, strict_lineage=strict_lineage)
+def _reuse(plan: StagePlan, registry: Any, plans: dict[str, StagePlan], fed_by: dict[str, str], *, why: str) -> None:
+    """A stage that may not run (``--only``/``--from``) must already have its output, in this chain's lineage."""
+    match = match_output(plan, registry, plans, fed_by)
     assert plan.info is not None
-    if found is None:
+    if match.artifact is None:
         raise UserError(
             f"{why}: {plan.name} may not run, but there is no {plan.info.output_name} made by its config "
-            f"(hash {plan.info.config_hash[:12]})",
+            f"(hash {plan.info.config_hash[:12]}) from the inputs this pipe feeds it: {match.why}",
             hint=f"run the pipe without {why} first, or start earlier",
         )
-    plan.action, plan.artifact = SKIP, found.ref
-    plan.reason = f"{why}: reusing {found.ref}"
+    plan.action, plan.artifact = SKIP, match.artifact.ref
+    plan.reason = f"{why}: reusing {match.why}"
