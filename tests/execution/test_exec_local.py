@@ -180,8 +180,9 @@ def test_preview_is_nemo_runs_sbatch_script_without_secrets(monkeypatch: pytest.
         "--container-image nvcr.io/nvidia/nemo:26.02",
         "/lustre:/lustre",
         "torchrun",
-        "--nnodes 2",
-        "--nproc-per-node 8",
+        "--nnodes=2",
+        "--nproc-per-node=8",
+        "python -m nemotron.node.preflight --stage pretrain --config",
         "export NCCL_DEBUG=WARN",
         "export WANDB_PROJECT=p",
     ):

@@ -67,8 +67,10 @@ def test_dry_run_still_plans_and_warns(home: Path, capsys) -> None:
     assert "warning: submitting now would fail: stage 'pretrain' runs the megatron (GPU) backend" in err
 
 
-def test_tiny_stage_is_not_refused(home: Path, capsys) -> None:
-    code, out, err = run_cli(["super3", "pretrain", "-c", "tiny", "--dry-run"], capsys)
+@pytest.mark.parametrize("args", [["super3", "pretrain", "-c", "tiny"], ["super3", "data", "prep", "sft"]])
+def test_cpu_stages_are_not_refused(home: Path, capsys, args) -> None:
+    """Tiny stages, and data prep (``backend: megatron`` names its output format; it runs on CPUs)."""
+    code, out, err = run_cli([*args, "--dry-run"], capsys)
     assert code == 0, err
     assert "megatron (GPU) backend" not in err
 
@@ -79,11 +81,11 @@ def test_submit_refuses_a_megatron_job_on_a_local_profile(home: Path) -> None:
     ok = make_job(exp, "prep", "print('must not run')\n")
     gpu = make_job(
         exp,
-        "train",
+        "pretrain",
         "print('must not run')\n",
         resources={"nodes": 1, "gpus_per_node": 8, "time": "00:05:00", "container": "img"},
         extra_cfg={"backend": "megatron"},
     )
-    with pytest.raises(UserError, match=r"stage 'train' runs the megatron \(GPU\) backend on 8 GPUs in img"):
+    with pytest.raises(UserError, match=r"stage 'pretrain' runs the megatron \(GPU\) backend on 8 GPUs in img"):
         submit([ok, gpu], LOCAL, detach=False)
     assert not Path(placement(exp, LOCAL).local_exp_dir).exists(), "refused before the first job started"

@@ -547,7 +547,7 @@ def mcore_gpt_moe(report: Report, device: str, steps: int) -> str:
             transformer_layer_spec=spec,
             vocab_size=vocab,
             max_sequence_length=seq,
-            position_embedding_type="rope",
+            position_embedding_type="rope" if device == "cuda" else "learned_absolute",  # mcore RoPE needs CUDA
         )
         # Megatron trains bf16 through Float16Module, which casts the whole module; the local spec's
         # torch LayerNorm is created in float32 whatever params_dtype says, so cast the same way here.

@@ -29,6 +29,7 @@ def test_multi_node_pretrain_is_one_torchrun_per_node(tmp_path):
     assert argv[-3:] == ["/code/recipes/super3/pretrain.py", "--config", f"{cfg['job']['dir']}/train.yaml"]
     assert env["PYTHONUNBUFFERED"] == "1" and env["TORCH_NCCL_AVOID_RECORD_STREAMS"] == "1"
     assert cmd.ntasks_per_node == 1 and any("MASTER_ADDR" in line for line in cmd.setup)
+    assert cmd.setup[0].startswith("python -m nemotron.node.preflight --stage pretrain --config ")
     script = tmp_path / "task.sh"
     script.write_text(cmd.shell())
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
@@ -42,8 +43,10 @@ def test_torchrun_stages(stage, config, nodes):
     _, cmd = _cmd(stage, config)
     assert cmd.argv[1] == f"--nnodes={nodes}" and cmd.argv[2] == "--nproc-per-node=8"
     assert cmd.argv[-3].endswith(f"recipes/super3/{stage}.py")
+    preflight = f"python -m nemotron.node.preflight --stage {stage} --config {cmd.argv[-1]}"
+    assert cmd.setup[0] == preflight, "the node preflight runs first, once per node, before torchrun"
     if nodes == 1:
-        assert "--standalone" in cmd.argv and cmd.setup == ()
+        assert "--standalone" in cmd.argv and cmd.setup == (preflight,)
 
 
 @pytest.mark.parametrize("sub", ["rlvr", "swe1", "swe2", "rlhf"])
@@ -53,6 +56,7 @@ def test_rl_runs_under_the_ray_launcher(sub):
     assert cmd.argv[:2] == ("bash", "/code/recipes/super3/megatron/ray_launch.sh")
     assert cmd.argv[2:4] == ("python", "/code/recipes/super3/rl.py")
     assert cmd.env["RAY_GPUS_PER_NODE"] == "8" and cmd.env["NRL_VLLM_USE_V1"] == "1"
+    assert cmd.setup == (f"python -m nemotron.node.preflight --stage rl.{sub} --config {cmd.argv[-1]}",)
     grpo, convert = cmd.detail
     assert grpo[:3] == ("uv", "run", "python") and grpo[-2:] == (
         "--config",
@@ -64,6 +68,7 @@ def test_rl_runs_under_the_ray_launcher(sub):
 def test_eval_runs_its_entry_once_and_shows_the_launcher_call():
     cfg, cmd = _cmd("eval")
     assert cmd.launcher == "python" and cmd.argv[:2] == ("python", "/code/recipes/super3/eval.py")
+    assert cmd.setup == (f"python -m nemotron.node.preflight --stage eval --config {cmd.argv[-1]}",)
     (launcher,) = cmd.detail
     assert launcher == ("nemo-evaluator-launcher", "run", "--config", f"{cfg['job']['output_dir']}/launcher/model.yaml")
 
@@ -72,6 +77,7 @@ def test_tiny_and_data_prep_are_plain_python_without_container():
     _, cmd = _cmd("pretrain", "tiny")
     assert cmd.launcher == "python" and cmd.container is None and cmd.detail == ()
     assert cmd.argv == ("python", "/code/recipes/super3/pretrain.py", "--config", cmd.argv[-1])
+    assert cmd.setup == (), "no container to check: the tiny backend runs no preflight"
     cfg = resolved_config("rl.rlvr", "tiny")
     assert node_command("rl.rlvr", cfg).argv[1] == str(REPO_ROOT / "recipes" / "super3" / "rl.py")
 

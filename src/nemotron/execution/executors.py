@@ -22,6 +22,7 @@ from nemotron.execution.job import PreparedJob
 from nemotron.execution.node import NodeLayout, code_dir, launcher, node_python, uses_container
 from nemotron.execution.records import TITLE, nemo_experiment_id
 from nemotron.paths import nemorun_home, nemotron_home
+from nemotron.pipeline.stages import Stage
 
 JOB_NAME_SUFFIX = ".nemotron"  # the stage leads the Slurm job name: default squeue shows its first 8 characters
 
@@ -40,21 +41,24 @@ class Placement:
         return os.path.join(self.node_exp_dir, task)
 
 
-def local_gpu_problem(stage_display: str, train_cfg: dict[str, Any], profile: Profile) -> str | None:
+def local_gpu_problem(stage: Stage, train_cfg: dict[str, Any], profile: Profile) -> str | None:
     """Why the local executor cannot run this stage, or ``None`` when it can.
 
     The megatron backend is GPU-only: its libraries live in the stage container, which the local
     executor does not start, so it would launch ``gpus_per_node`` torchrun workers that each die on
     ``import megatron.bridge``. Refusing before anything starts is one line instead of hundreds.
     """
-    if profile.is_slurm or train_cfg.get("backend") != "megatron":
+    from nemotron.node.preflight import STAGE_LIBRARIES, stage_root
+
+    # data prep says ``backend: megatron`` too (Megatron's data format), but runs on CPUs
+    if profile.is_slurm or train_cfg.get("backend") != "megatron" or stage_root(stage.name) not in STAGE_LIBRARIES:
         return None
     res = train_cfg.get("resources") or {}
     gpus = int(res.get("nodes") or 1) * int(res.get("gpus_per_node") or 0)
     where = f" on {gpus} GPUs" if gpus else ""
     container = f" in {res['container']}" if res.get("container") else ""
     return (
-        f"stage '{stage_display}' runs the megatron (GPU) backend{where}{container}, "
+        f"stage '{stage.display}' runs the megatron (GPU) backend{where}{container}, "
         f"which the local executor (profile '{profile.name}') cannot run"
     )
 
@@ -65,7 +69,7 @@ LOCAL_GPU_HINT = "use -c tiny for the CPU stand-in, or --run/--batch PROFILE wit
 def refuse_gpu_jobs_on_local(jobs: list[PreparedJob], profile: Profile) -> None:
     """Raise ``UserError`` (exit 2) for the first job the local executor cannot run."""
     for job in jobs:
-        problem = local_gpu_problem(job.stage.display, job.train_cfg, profile)
+        problem = local_gpu_problem(job.stage, job.train_cfg, profile)
         if problem:
             raise UserError(problem, hint=LOCAL_GPU_HINT)
 
@@ -141,7 +145,10 @@ def build_executor(run: Any, job: PreparedJob, profile: Profile, where: Placemen
     """A ``run.SlurmExecutor`` or ``run.LocalExecutor`` for ``job`` (``task``: its NeMo-Run task name)."""
     res = job.resources
     env = task_env(job, profile)
-    use_torchrun = launcher(job) == "torchrun"
+    # megatron stages run nemotron.node.commands.node_command in one task per node: the node preflight
+    # first, then torchrun / the Ray launcher fan out themselves (NeMo-Run's torchrun launcher would
+    # start the workers before anything could check the container)
+    use_torchrun = launcher(job) == "torchrun" and not profile.is_slurm
     ntasks = int(res.get("ntasks_per_node") or 1)
     if not profile.is_slurm:
         return run.LocalExecutor(
@@ -166,6 +173,11 @@ def build_executor(run: Any, job: PreparedJob, profile: Profile, where: Placemen
         # a failed dependency cancels this job instead of leaving it pending forever
         extra["kill_on_invalid_dep"] = "yes"
     container = res.get("container") if uses_container(job, profile) else None
+    if launcher(job) == "torchrun" and int(res.get("nodes") or 1) > 1:
+        # the rendezvous host, resolved where scontrol exists (the batch step, not the container)
+        extra_setup = 'export MASTER_ADDR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"'
+    else:
+        extra_setup = None
     return run.SlurmExecutor(
         account=profile.account or "",
         partition=profile.partition,
@@ -187,8 +199,7 @@ def build_executor(run: Any, job: PreparedJob, profile: Profile, where: Placemen
         job_details=_job_details(slurm_job_name(task or task_name(job))),
         comment=f"nemotron {job.experiment_id} {job.stage.name}",
         additional_parameters=extra or None,
-        launcher="torchrun" if use_torchrun else None,
-        torchrun_nproc_per_node=int(gpus) if use_torchrun and gpus else None,
+        setup_lines=extra_setup,
         poll_estimated_start_time=False,
     )
 

@@ -64,6 +64,20 @@ def stage_command(job: PreparedJob, layout: NodeLayout) -> list[str]:
     return [layout.python, str(script), "--config", layout.train_yaml]
 
 
+def stage_shell(job: PreparedJob, layout: NodeLayout) -> list[str]:
+    """The task's shell lines: for the megatron backend ``nemotron.node.commands.node_command`` (the
+    node preflight, then torchrun / the Ray launcher, one task per node), else :func:`stage_command`.
+    """
+    from nemotron.node.commands import has_preflight, node_command
+
+    if job.train_cfg.get("backend") != "megatron" or not has_preflight(job.stage):
+        return [" ".join(shlex.quote(part) for part in stage_command(job, layout))]
+    command = node_command(
+        job.stage, job.train_cfg, train_yaml=layout.train_yaml, code_root=layout.code_dir, python=layout.python
+    )
+    return command.shell().splitlines()
+
+
 def wrapper_script(
     job: PreparedJob,
     layout: NodeLayout,
@@ -75,7 +89,7 @@ def wrapper_script(
     q = shlex.quote
     state = f"{layout.task_dir}/{STATE_FILE}"
     rank = "0" if local else "${RANK:-${SLURM_PROCID:-0}}"
-    cmd = " ".join(q(part) for part in stage_command(job, layout))
+    *setup, cmd = stage_shell(job, layout)  # setup lines (the node preflight first) must all pass
     lines = [
         "set -uo pipefail",
         f"__nm_state={q(state)}",
@@ -103,7 +117,11 @@ def wrapper_script(
         f'[ "$__nm_rank" = 0 ] && echo "nemotron: {job.stage.name} (job {job.job_id}) starting on $(hostname)"',
         f"cd {q(layout.code_dir)}",
         f'export PYTHONPATH={q(layout.code_dir + "/src")}:{q(layout.code_dir)}"${{PYTHONPATH:+:$PYTHONPATH}}"',
-        cmd,
+        "__nm_task() {",
+        *(f"  {line} || return $?" for line in setup),
+        f"  {cmd}",
+        "}",
+        "__nm_task",
         "__nm_rc=$?",
         'if [ "$__nm_rc" = 0 ]; then __nm_final=SUCCEEDED; else __nm_final=FAILED; fi',
         '__nm_write "{\\"state\\": \\"$__nm_final\\", \\"exit_code\\": $__nm_rc, $__nm_meta, '

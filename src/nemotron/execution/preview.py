@@ -17,7 +17,7 @@ from nemotron.env.profiles import Profile
 from nemotron.env.secrets import scrub_text
 from nemotron.execution.executors import build_executor, build_task, node_layout, placement, task_env, task_name
 from nemotron.execution.job import PreparedJob
-from nemotron.execution.node import stage_command, wrapper_script
+from nemotron.execution.node import stage_command, stage_shell, wrapper_script
 
 
 def _secret_values(job: PreparedJob, profile: Profile) -> list[str]:
@@ -68,4 +68,6 @@ def sbatch_preview(job: PreparedJob, profile: Profile) -> str:
             exp.dryrun(log=False, delete_exp_dir=True)
             info = exp.jobs[0]._dryrun_info
             script = info.request.materialize()
+    task_lines = "\n".join(stage_shell(job, layout))
+    script += f"\n# {task}.sh: each task runs (after recording its state):\n{task_lines}\n"
     return scrub_text(script, secrets)

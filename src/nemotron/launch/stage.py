@@ -49,7 +49,7 @@ def launch_stage(
     )
     from nemotron.execution.executors import LOCAL_GPU_HINT, local_gpu_problem
 
-    local_problem = local_gpu_problem(stage.display, resolved.data, profile)
+    local_problem = local_gpu_problem(stage, resolved.data, profile)
     if local_problem and not dry_run:
         raise UserError(local_problem, hint=LOCAL_GPU_HINT)
     registry = Registry(env_file.artifacts_root)

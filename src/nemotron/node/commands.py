@@ -94,6 +94,19 @@ def _container(stage: Stage, train_cfg: dict[str, Any]) -> str | None:
     return stage.container if train_cfg.get("backend") == "megatron" else None
 
 
+def has_preflight(stage: Stage) -> bool:
+    """Megatron-backend stages (not data prep) run the node preflight first."""
+    from nemotron.node.preflight import STAGE_LIBRARIES, stage_root
+
+    return stage_root(stage.name) in STAGE_LIBRARIES
+
+
+def preflight_line(stage: Stage, train_yaml: str, python: str = "python") -> str:
+    """The node preflight (``nemotron.node.preflight``): once per node, in the container, before the fan-out."""
+    argv = (python, "-m", "nemotron.node.preflight", "--stage", stage.name, "--config", train_yaml)
+    return " ".join(_word(a) for a in argv)
+
+
 def torchrun_argv(nodes: int, gpus: int, script: str, train_yaml: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """``(setup lines, argv)`` of a torchrun with ``gpus`` workers on each of ``nodes`` nodes."""
     head = ["torchrun", f"--nnodes={nodes}", f"--nproc-per-node={gpus}"]
@@ -125,11 +138,13 @@ def node_command(
     train_cfg: dict[str, Any],
     train_yaml: str | Path | None = None,
     code_root: str | Path | None = None,
+    python: str = "python",
 ) -> NodeCommand:
     """The container, command and environment of ``stage``'s task for this resolved config.
 
     ``code_root`` is where the checkout (recipes/, src/) lives on the node; default: this checkout.
-    ``train_yaml`` defaults to ``<job.dir>/train.yaml``.
+    ``train_yaml`` defaults to ``<job.dir>/train.yaml``; ``python`` is the node's interpreter (the
+    container's ``python`` by default).
     """
     from nemotron.paths import REPO_ROOT
 
@@ -143,19 +158,23 @@ def node_command(
     if tiny or stage.launcher == "python":
         return NodeCommand(
             container=container,
-            argv=("python", script, "--config", config),
+            argv=(python, script, "--config", config),
             env=dict(BASE_ENV),
             launcher="python",
+            # a megatron stage run by python (eval) checks its container first too; data prep and tiny do not
+            setup=(preflight_line(stage, config, python),) if not tiny and has_preflight(stage) else (),
             detail=_inner_commands(stage, train_cfg),
         )
     if stage.launcher == "torchrun":
         if gpus < 1:
             raise UserError(f"stage '{stage.display}' needs GPUs but resources.gpus_per_node is 0")
         setup, argv = torchrun_argv(nodes, gpus, script, config)
+        setup = (preflight_line(stage, config, python), *setup)
         return NodeCommand(container, argv, {**BASE_ENV, **TORCHRUN_ENV}, "torchrun", 1, setup)
     if stage.launcher == "ray":
         launch = str(root / "recipes" / "super3" / "megatron" / "ray_launch.sh")
         env = {**BASE_ENV, **RAY_ENV, "RAY_GPUS_PER_NODE": str(gpus)}
-        argv = ("bash", launch, "python", script, "--config", config)
-        return NodeCommand(container, argv, env, "ray", 1, (), _inner_commands(stage, train_cfg))
+        argv = ("bash", launch, python, script, "--config", config)
+        setup = (preflight_line(stage, config, python),)
+        return NodeCommand(container, argv, env, "ray", 1, setup, _inner_commands(stage, train_cfg))
     raise UserError(f"stage '{stage.display}' has an unknown launcher '{stage.launcher}'")
