@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 
-import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -105,7 +104,8 @@ def test_cli_modules_import_nothing_heavy():
 
 
 def test_through_the_real_entry_point(chain, registry):
-    pytest.importorskip("nemotron.cli.jobs")
+    import nemotron.cli.jobs  # noqa: F401  (a broken import must fail here, not skip)
+
     env_root = {"NEMOTRON_ARTIFACTS_ROOT": str(registry.root), "PATH": "/usr/bin:/bin", "COLUMNS": "200"}
     cmd = [sys.executable, "-c", "from nemotron.cli.main import main; main()"]
     ok = subprocess.run([*cmd, "lineage", "sft-model"], capture_output=True, text=True, env=env_root)

@@ -78,8 +78,7 @@ def test_chat_template_checks() -> None:
 
 def test_cli_style_overrides_through_the_config_loader() -> None:
     """`nemotron super3 data prep pretrain -c tiny "data.inputs=[a.jsonl]" tokenizer.path=tok.json output_dir=out`."""
-    loader = pytest.importorskip("nemotron.config.loader")
-    overrides = pytest.importorskip("nemotron.config.overrides")
+    from nemotron.config import loader, overrides
     from nemotron.pipeline.stages import get_stage
 
     parsed = overrides.parse_overrides(

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from nemotron.paths import CONFIGS_DIR, REPO_ROOT
+from tests.slurm.conftest import require_slurm
 
 SCRIPT = REPO_ROOT / "recipes" / "super3" / "data_prep.py"
 
@@ -59,9 +60,9 @@ def run(config: Path, cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("stage", ["pretrain", "sft", "rl"])
 def test_node_entry_runs_tiny_and_publishes(tmp_path: Path, stage: str) -> None:
-    if stage == "rl" and not (REPO_ROOT / "recipes/super3/assets/tiny/rl_prompts.jsonl").exists():
-        pytest.skip("tiny RL prompts not generated yet")
-    registry_mod = pytest.importorskip("nemotron.artifacts.registry")
+    assert (REPO_ROOT / "recipes/super3/assets/tiny/rl_prompts.jsonl").exists(), "shipped tiny asset"
+    from nemotron.artifacts import registry as registry_mod
+
     proc = run(train_yaml(tmp_path, stage), cwd=tmp_path)  # relative asset paths resolve against the repo
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "outputs" / stage
@@ -91,9 +92,10 @@ def _two_tasks_env(rank: int) -> dict[str, str]:
 
 def test_two_concurrent_tasks_share_shards_and_publish_once(tmp_path: Path) -> None:
     """Two tasks of one Slurm step (SLURM_PROCID 0/1 of 2) running at the same time."""
+    from nemotron.artifacts import registry as registry_mod
+
     from .conftest import assert_same_tree
 
-    registry_mod = pytest.importorskip("nemotron.artifacts.registry")
     config = train_yaml(tmp_path, "pretrain", data={"shard_size_mb": 0.01})
     solo = run(config, cwd=tmp_path)
     assert solo.returncode == 0, solo.stderr
@@ -115,24 +117,12 @@ def test_two_concurrent_tasks_share_shards_and_publish_once(tmp_path: Path) -> N
     assert len(versions) == 2  # the solo run's and exactly one from the two-task run
 
 
-def _slurm_up() -> bool:
-    import shutil
-
-    if not shutil.which("srun") or not shutil.which("sinfo"):
-        return False
-    try:
-        info = subprocess.run(["sinfo", "-h", "-o", "%a %t"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return info.returncode == 0 and any(s in info.stdout for s in ("idle", "mix"))
-
-
 @pytest.mark.slurm
 def test_srun_two_tasks(tmp_path: Path) -> None:
     """A real Slurm step: `srun -n 2` runs the node entry; shard i goes to task i mod 2, one task publishes."""
-    if not _slurm_up():
-        pytest.skip("no local Slurm cluster is up (../shared/tools/local-slurm.sh start)")
-    registry_mod = pytest.importorskip("nemotron.artifacts.registry")
+    require_slurm()  # skips without a cluster; under CI=true fails instead
+    from nemotron.artifacts import registry as registry_mod
+
     config = train_yaml(tmp_path, "pretrain", data={"shard_size_mb": 0.01})
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "WANDB_"))}
     cmd = [

@@ -20,8 +20,7 @@ def rl_cfg(inputs, **data) -> dict:
 
 def test_tiny_prompts_split_and_manifest(tmp_path: Path) -> None:
     src = TINY / "rl_prompts.jsonl"
-    if not src.exists():
-        pytest.skip("tiny RL prompts not generated yet")
+    assert src.exists(), f"{src} is a shipped tiny asset"
     manifest = prepare_rl(rl_cfg([str(src)], valid_fraction=0.1), tmp_path / "out", progress=False)
     train = read_jsonl(tmp_path / "out" / "train.jsonl")
     val = read_jsonl(tmp_path / "out" / "val.jsonl")

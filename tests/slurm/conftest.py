@@ -47,6 +47,16 @@ def pytest_collection_modifyitems(config, items):  # noqa: ARG001 - pytest hook 
             item.add_marker(pytest.mark.skip(reason=problem))
 
 
+def require_slurm() -> None:
+    """For Slurm tests outside tests/slurm: skip with the reason, or fail under CI=true."""
+    problem = slurm_problem()
+    if problem is None:
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true but {problem}")
+    pytest.skip(problem)
+
+
 @pytest.fixture
 def _slurm_required() -> None:
     problem = slurm_problem()

@@ -47,13 +47,14 @@ def build_app() -> typer.Typer:
 
 def _add_optional_commands(app: typer.Typer) -> None:
     """Job, artifact and lineage commands (each module keeps heavy imports inside its functions)."""
-    from nemotron.cli import artifacts, jobs, lineage
+    from nemotron.cli import artifacts, doctor, jobs, lineage
 
     app.command("status", help="Show the state of submitted experiments and their stages.")(jobs.status)
     app.command("logs", help="Print (or --follow) the log of an experiment or job.")(jobs.logs)
     app.command("cancel", help="Cancel a running experiment or job.")(jobs.cancel)
     app.command("lineage", help="Show where an artifact came from (or, with --down, what came of it).")(lineage.lineage)
     app.add_typer(artifacts.app, name="artifacts", help="List, inspect and sync artifacts in the registry.")
+    app.command("doctor", help="Run every GPU stage's node preflight on a cluster profile (1-node jobs).")(doctor.doctor)
 
 
 def _report(error: UserError, debug: bool) -> int:

@@ -70,7 +70,8 @@ def stage_shell(job: PreparedJob, layout: NodeLayout) -> list[str]:
     """
     from nemotron.node.commands import has_preflight, node_command
 
-    if job.train_cfg.get("backend") != "megatron" or not has_preflight(job.stage):
+    plain = Path(job.stage.script).is_absolute()  # a given script (nemotron doctor, tests) runs as is
+    if plain or job.train_cfg.get("backend") != "megatron" or not has_preflight(job.stage):
         return [" ".join(shlex.quote(part) for part in stage_command(job, layout))]
     command = node_command(
         job.stage, job.train_cfg, train_yaml=layout.train_yaml, code_root=layout.code_dir, python=layout.python

@@ -13,8 +13,9 @@ inputs resolve). Then the stage hook: when ``recipes/super3/megatron/<stage>.py`
 raises ``UserError`` failed with that message).
 
 ``python -m nemotron.node.preflight --stage S --config train.yaml`` (``--stage`` defaults to the
-job's stage). ``--report FILE`` also writes the rows as JSON and always exits 0 (``nemotron doctor``
-collects them); ``--doctor`` skips the checks that need a particular run's inputs.
+job's stage). ``--report FILE`` also writes the rows as JSON and always exits 0; ``--doctor`` skips
+the checks that need a particular run's inputs. A ``nemotron doctor`` job runs this file with
+``NEMOTRON_PREFLIGHT_DOCTOR=1``: both, with the report at ``<job.output_dir>/preflight.json``.
 """
 
 from __future__ import annotations
@@ -78,7 +79,11 @@ def library_checks(stage: str, image: str | None) -> list[Check]:
 
     container = CONTAINERS.get(image or "")
     checks: list[Check] = []
-    if container is None:
+    if not image:
+        checks.append(
+            Check("pins", True, "not checked: no container (resources.container is empty): the node's Python")
+        )
+    elif container is None:
         known = ", ".join(sorted(CONTAINERS)) or "none"
         checks.append(
             Check(
@@ -234,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", help="also write the rows as JSON here; exit 0 whatever they say")
     parser.add_argument("--doctor", action="store_true", help="skip the checks that need this run's inputs")
     args = parser.parse_args(argv)
+    doctor_job = os.environ.get("NEMOTRON_PREFLIGHT_DOCTOR") == "1"  # a `nemotron doctor` job runs this file
+    args.doctor = args.doctor or doctor_job
     try:
         train_cfg = load_config(args.config)
         stage = args.stage or str(train_cfg["job"].get("stage") or "")
@@ -244,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     checks = run_checks(stage, train_cfg, with_inputs=not args.doctor)
     print(table(stage, checks), flush=True)
+    if doctor_job and not args.report:
+        args.report = str(Path(train_cfg["job"]["output_dir"]) / "preflight.json")
     if args.report:
         report = Path(args.report)
         report.parent.mkdir(parents=True, exist_ok=True)
