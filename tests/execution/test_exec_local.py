@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -157,6 +158,7 @@ def test_preview_is_nemo_runs_sbatch_script_without_secrets(monkeypatch: pytest.
         secret_env_names=("HF_TOKEN",),
         env={"WANDB_PROJECT": "p"},
     )
+    job = dataclasses.replace(job, stage=BY_NAME["pretrain"])  # the real entry: node_command, not a payload
     profile = Profile(
         name="c",
         executor="slurm",

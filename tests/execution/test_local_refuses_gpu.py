@@ -12,11 +12,13 @@ from pathlib import Path
 import pytest
 from _jobkit import make_job, new_id
 
+from nemotron.config.loader import load_stage_config
 from nemotron.env.profiles import Profile
 from nemotron.errors import UserError
-from nemotron.execution.executors import placement
+from nemotron.execution.executors import local_gpu_problem, placement
 from nemotron.execution.submit import submit
 from nemotron.paths import nemorun_home
+from nemotron.pipeline.stages import get_stage
 from tests.cli.conftest import home, run_bin, run_cli  # noqa: F401
 
 LOCAL = Profile(name="local", executor="local")
@@ -67,12 +69,16 @@ def test_dry_run_still_plans_and_warns(home: Path, capsys) -> None:
     assert "warning: submitting now would fail: stage 'pretrain' runs the megatron (GPU) backend" in err
 
 
-@pytest.mark.parametrize("args", [["super3", "pretrain", "-c", "tiny"], ["super3", "data", "prep", "sft"]])
-def test_cpu_stages_are_not_refused(home: Path, capsys, args) -> None:
+def test_cpu_stages_are_not_refused(home: Path, capsys) -> None:
     """Tiny stages, and data prep (``backend: megatron`` names its output format; it runs on CPUs)."""
-    code, out, err = run_cli([*args, "--dry-run"], capsys)
+    code, out, err = run_cli(["super3", "pretrain", "-c", "tiny", "--dry-run"], capsys)
     assert code == 0, err
     assert "megatron (GPU) backend" not in err
+    for name in ("data_prep.pretrain", "data_prep.sft", "data_prep.rl"):
+        cfg = load_stage_config(get_stage(name), None).data
+        assert cfg["backend"] == "megatron" and local_gpu_problem(get_stage(name), cfg, LOCAL) is None
+    cfg = load_stage_config(get_stage("quantize"), None).data
+    assert "quantize" in local_gpu_problem(get_stage("quantize"), cfg, LOCAL)
 
 
 def test_submit_refuses_a_megatron_job_on_a_local_profile(home: Path) -> None:

@@ -569,11 +569,12 @@ def mcore_gpt_moe(report: Report, device: str, steps: int) -> str:
 def section_mcore(report: Report, device: str, steps: int) -> str:
     if not has_module("megatron.core"):
         raise RuntimeError("megatron.core is not installed")
-    if device == "cuda":
-        import torch
+    if device != "cuda":
+        raise Skip("megatron-core's local attention and MoE dispatch allocate CUDA buffers: GPU only")
+    import torch
 
-        if not torch.cuda.is_available():
-            raise Skip("no CUDA device")
+    if not torch.cuda.is_available():
+        raise Skip("no CUDA device")
     hybrid = [m for m in ("mamba_ssm", "causal_conv1d", "transformer_engine") if not has_module(m)]
     if hybrid:
         report.say(f"   hybrid Mamba model: skipped: {', '.join(hybrid)} missing")
