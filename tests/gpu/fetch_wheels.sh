@@ -10,20 +10,25 @@
 # paths the config check never runs, and says so in its output.
 #
 # Versions: MB_VERSION / MCORE_VERSION from the environment, else the megatron-bridge / megatron-core
-# rows of src/nemotron/upstream/pins.py, else the defaults below (same-day PyPI releases).
+# pins (src/nemotron/upstream/pins.py) of the default pretrain container, else the defaults below.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 DEFAULT_MB=0.4.2     # megatron-bridge on PyPI 2026-05-28
 DEFAULT_MCORE=0.17.1 # megatron-core on PyPI 2026-05-28
 
-pinned() { # the version pinned for a library in nemotron.upstream.pins, or nothing
+pinned() { # the version pinned for a library in the container of configs/super3/pretrain/default.yaml
   PYTHONPATH=src python3 - "$1" <<'EOF' 2>/dev/null || true
 import sys
-from nemotron.upstream import pins
-# the container the Megatron-Bridge stages are translated for (other rows, e.g. the 26.02 branch image, are refused)
-row = pins.container(getattr(pins, "MEGATRON_STAGES_CONTAINER", ""))
-print(row.pin(sys.argv[1]).version)
+
+import yaml
+
+from nemotron.upstream.pins import CONTAINERS
+
+image = yaml.safe_load(open("configs/super3/pretrain/default.yaml"))["resources"]["container"]
+container = CONTAINERS.get(image)
+pin = next((p for p in container.pins if p.library == sys.argv[1]), None) if container else None
+print(pin.version if pin else "")
 EOF
 }
 

@@ -104,7 +104,7 @@ def library_checks(stage: str, image: str | None) -> list[Check]:
         if pin is None:
             detail = f"{found} (no pin for {dist})" if container else found
             checks.append(Check(f"library {dist}", True, detail))
-        elif found != pin.version:
+        elif not pin.accepts(found):
             checks.append(
                 Check(
                     f"library {dist}",
