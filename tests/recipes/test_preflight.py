@@ -17,6 +17,8 @@ from nemotron.upstream import pins
 
 from .recipes_support import resolved_config
 
+CUSTOM = "example.com/custom:1"  # an image without pins: versions are not checked, the rest is
+
 
 def _train_yaml(tmp_path: Path, stage: str = "pretrain", config: str = "default", **res) -> Path:
     cfg = resolved_config(stage, config, tmp_path)
@@ -43,7 +45,7 @@ def _pin(monkeypatch: pytest.MonkeyPatch, image: str, mcore: str) -> None:
 
 def test_missing_library_is_one_line_exit_2(tmp_path: Path) -> None:
     """megatron.bridge is not installed in the CPU environment: the first failure, as one line."""
-    config = _train_yaml(tmp_path, gpus_per_node=0)
+    config = _train_yaml(tmp_path, gpus_per_node=0, container=CUSTOM)
     done = subprocess.run(
         [sys.executable, "-m", "nemotron.node.preflight", "--stage", "pretrain", "--config", str(config)],
         capture_output=True,
@@ -57,7 +59,7 @@ def test_missing_library_is_one_line_exit_2(tmp_path: Path) -> None:
     assert errors[0].startswith("error: preflight pretrain: library megatron-bridge: import megatron.bridge failed")
     table = done.stdout
     assert "preflight pretrain on" in table and "FAIL  library megatron-bridge" in table
-    assert "not checked: no pinned versions for container 'nvcr.io/nvidia/nemo:26.02.nemotron_3_super'" in table
+    assert f"not checked: no pinned versions for container '{CUSTOM}' in nemotron.upstream.pins" in table
     assert "ok    output dir" in table and "ok    artifact registry" in table
 
 
@@ -92,10 +94,10 @@ def test_gpus_output_dir_and_report(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 def test_first_failure_decides_the_exit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     _mcore_only(monkeypatch)
-    config = _train_yaml(tmp_path, gpus_per_node=0)
+    config = _train_yaml(tmp_path, gpus_per_node=0, container=CUSTOM)
     assert preflight.main(["--config", str(config)]) == 0
     monkeypatch.setattr(preflight, "visible_gpus", lambda: (2, "torch.cuda.device_count()"))
-    config = _train_yaml(tmp_path, gpus_per_node=8)
+    config = _train_yaml(tmp_path, gpus_per_node=8, container=CUSTOM)
     capsys.readouterr()
     assert preflight.main(["--config", str(config)]) == 2
     err = capsys.readouterr().err
