@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from nemotron.artifacts.registry import Registry
+from nemotron.config.loader import load_stage_config
+from nemotron.pipeline.stages import get_stage
 from tests.cli.conftest import run_cli
 
 
@@ -104,7 +106,9 @@ def test_wandb_typo_is_an_error_not_silently_off(home: Path, capsys, monkeypatch
 def test_absurd_train_iters_warns(home: Path, capsys) -> None:
     code, out, err = run_cli(["super3", "pretrain", "-d", "train.train_iters=" + "1" + "0" * 29], capsys)
     assert code == 0, err
-    assert "warning: train.train_iters=" in err and "GPU-hours" in err and "years on 32 GPUs" in err
+    resources = load_stage_config(get_stage("pretrain"), None).data["resources"]
+    gpus = resources["nodes"] * resources["gpus_per_node"]
+    assert "warning: train.train_iters=" in err and "GPU-hours" in err and f"years on {gpus} GPUs" in err
     code, out, err = run_cli(["super3", "pretrain", "-d"], capsys)
     assert "warning: train.train_iters" not in err  # the published defaults are not absurd
 
