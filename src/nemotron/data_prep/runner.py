@@ -406,7 +406,22 @@ def shard_result(
     """
     stats = {"rows": reader.rows, "bad_rows": bad.to_dict(), "docs": docs, "tokens": tokens, "splits": splits, **extra}
     fail_fast_if_all_bad(stats, job.max_bad_fraction, shard.piece.file.path)
-    return {"outputs": outputs, "stats": stats}
+    result: dict[str, Any] = {"outputs": outputs, "stats": stats}
+    if job.tokenizer is not None:  # which encoder made this shard's ids (same ids either way)
+        result["encoder"] = {"name": job.tokenizer.encoder, "note": job.tokenizer.encoder_note}
+    return result
+
+
+def encoder_summary(receipts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The manifest's record of the encoder(s) the shards were made with (several after a resume
+    across versions that decided differently)."""
+    seen = {json.dumps(r["encoder"], sort_keys=True) for r in receipts if "encoder" in r}
+    found = [json.loads(e) for e in sorted(seen)]
+    if not found:
+        return {}
+    if len(found) == 1:
+        return {"encoder": found[0]["name"], **({"encoder_note": found[0]["note"]} if found[0]["note"] else {})}
+    return {"encoder": [e["name"] for e in found], "encoder_note": [e["note"] for e in found]}
 
 
 def finalize(
@@ -438,6 +453,8 @@ def finalize(
             previous = marker.read_text().strip() if marker.exists() else ""
             return existing, (previous != token and rank == 0)
         body = finalize_fn(plan, receipts, output_dir)  # type: ignore[arg-type]
+        if isinstance(body.get("tokenizer"), dict):
+            body["tokenizer"] = body["tokenizer"] | encoder_summary(receipts)  # type: ignore[arg-type]
         manifest = {
             "plan_hash": plan.hash,
             "stage": plan.stage,
