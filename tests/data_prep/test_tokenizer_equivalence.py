@@ -83,6 +83,12 @@ def test_worker_built_encoder_equals_verified_one(tmp_path: Path) -> None:
     ref = hf_reference(TEKKEN_JSON).encode_batch(texts)
     assert [a.tolist() for a in worker.encode_docs(texts)] == [r.ids for r in ref]
     assert worker.eod_id == 2 and worker.vocab_size == 131072
+    table = tokmod._verdict_path(spec).with_suffix(".table")
+    assert table.is_file()  # what the worker read instead of the 17 MB JSON
+    table.write_bytes(table.read_bytes()[:1000])  # a damaged table: rebuilt from the JSON, same ids
+    tokmod._CACHE.clear()
+    rebuilt = tokmod.HfTokenizer(spec)
+    assert [a.tolist() for a in rebuilt.encode_docs(texts)] == [r.ids for r in ref]
 
 
 def with_changes(tmp_path: Path, change: Any, source: Path = GPT2_JSON) -> Path:
