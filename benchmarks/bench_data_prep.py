@@ -268,6 +268,8 @@ def main() -> None:
         out = work / "out"
         shutil.rmtree(out, ignore_errors=True)
         report["ours"].append(run_ours(corpus, args.tokenizer, out, args.workers, args.shard_mb))
+        if i > 0 and args.baseline_mb:  # peak RSS is per process lifetime: now it includes the re-creation's
+            report["ours"][-1].update(peak_rss_main_mb=None, peak_rss_worker_mb=None)
         print(f"run {i + 1}: ours {report['ours'][-1]['tokens_per_s'] / 1e6:.2f}M tokens/s", file=sys.stderr)
         if args.baseline_mb:
             base = work / "baseline"
