@@ -186,14 +186,15 @@ def test_structural_check_refuses(name: str) -> None:
         build_rank_table(doc)
 
 
-def test_refused_file_uses_hf_and_the_manifest_says_so(tmp_path: Path) -> None:
+def test_refused_file_uses_hf_and_the_manifest_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from nemotron.data_prep.pretrain import prepare_pretrain
 
     from .conftest import pretrain_cfg, write_jsonl
 
     path = with_changes(tmp_path, REFUSALS["merge-order"][0])
     corpus = write_jsonl(tmp_path / "in.jsonl", [{"text": t} for t in probe_texts(["<|endoftext|>"]) if t.strip()])
-    result = prepare_pretrain(pretrain_cfg([str(corpus)], path), tmp_path / "out", progress=False)
+    result = prepare_pretrain(pretrain_cfg([str(corpus)], path), tmp_path / "out", progress=True)
+    assert "HF tokenizers (fast path refused: merge" in capsys.readouterr().err  # the job log says it
     assert result["tokenizer"]["encoder"] == "hf"
     assert "priority != id" in result["tokenizer"]["encoder_note"]
     receipt = json.loads(next((tmp_path / "out" / "receipts").glob("*.json")).read_text())

@@ -22,6 +22,7 @@ import multiprocessing as mp
 import os
 import shutil
 import socket
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -290,6 +291,8 @@ def run_stage(
     plan = build_plan(stage, datasets, settings, cfg.data.shard_size_mb)
     worker_settings = settings | {"dataset_names": [ds.name for ds in datasets]}
     job = ShardJob(stage, str(out), worker_settings, tokenizer, cfg.data.max_bad_fraction)
+    if progress and tokenizer is not None:
+        print(f"data prep {stage}: {encoder_line(tokenizer)}", file=sys.stderr, flush=True)
     report = run_plan(
         plan, job, fn, workers=cfg.workers, rank=rank, world_size=world_size,
         progress=progress, title=f"data prep {stage}",
@@ -410,6 +413,16 @@ def shard_result(
     if job.tokenizer is not None:  # which encoder made this shard's ids (same ids either way)
         result["encoder"] = {"name": job.tokenizer.encoder, "note": job.tokenizer.encoder_note}
     return result
+
+
+def encoder_line(spec: TokenizerSpec) -> str:
+    """Which encoder makes the ids, for the job log (the manifest and receipts record it too)."""
+    what = {
+        "rank-table": "tiktoken rank table (checked equal to HF tokenizers)",
+        "hf": f"HF tokenizers (fast path refused: {spec.encoder_note})" if spec.encoder_note else "HF tokenizers",
+        "tiktoken": "tiktoken rank file",
+    }.get(spec.encoder, spec.encoder or "undecided")
+    return f"tokenizer {spec.path}: {what}"
 
 
 def encoder_summary(receipts: list[dict[str, Any]]) -> dict[str, Any]:
