@@ -118,6 +118,16 @@ def test_text_field_by_name_or_dotted_path(tmp_path: Path, megatron_indexed: Any
     )  # fmt: skip
     assert manifest["bad_rows"]["by_reason"] == {"missing_field": 1}
 
+    from nemotron.data_prep.input_checks import check_data_prep_inputs
+
+    cfg = pretrain_cfg(
+        [str(tmp_path / "nested.jsonl")], TINY / "tokenizer.json", data={"text_field": "meta.content.text"}
+    )
+    check_data_prep_inputs("data_prep.pretrain", cfg)  # the submit-time check reads dotted fields too
+    cfg["data"]["text_field"] = "meta.body"
+    with pytest.raises(UserError, match="no 'meta.body' field"):
+        check_data_prep_inputs("data_prep.pretrain", cfg)
+
 
 def test_read_records_opens_every_format(tmp_path: Path) -> None:
     """The one reader submit-time checks use: same records from every format, bad rows counted."""
