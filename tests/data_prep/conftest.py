@@ -21,6 +21,14 @@ GSM = SHARED / "rl" / "gsm_symbolic.jsonl"
 TINY = REPO_ROOT / "recipes" / "super3" / "assets" / "tiny"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Tokenizer verdicts (tokenizer.py caches them under XDG_CACHE_HOME) stay inside the test run."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+        yield
+
+
 def need(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"shared test data missing: {path}")

@@ -100,6 +100,7 @@ def test_tekken_hf_int32_equal_megatron_builder(tmp_path: Path, megatron_indexed
     result = prepare_pretrain(cfg, tmp_path / "out", progress=False)
     assert result["dtype"] == "int32" and result["tokenizer"]["vocab_size"] == 131072
     assert result["eod_id"] == 2  # </s>, from tokenizer_config.json's eos_token
+    assert result["tokenizer"]["encoder"] == "rank-table"  # the fast path made these bytes
 
     tok = Tokenizer.from_file(str(TEKKEN_JSON))
     ref_docs = [tok.encode(r["text"]).ids + [2] for r in rows]

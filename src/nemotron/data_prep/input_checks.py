@@ -44,7 +44,10 @@ def first_rows(file: Any, fields: list[str]) -> tuple[int, list[dict[str, Any]]]
 
 
 def check_rows(stage: str, cfg: Any, datasets: list[Any]) -> None:
-    """The first rows of each dataset's first file parse as objects and have the stage's fields."""
+    """The first rows of each dataset's first file parse as objects and have the stage's fields
+    (dotted fields, e.g. ``meta.text``, looked up as the stage does: ``sources.get_field``)."""
+    from nemotron.data_prep.sources import MISSING, get_field
+
     wanted = required_fields(stage, cfg)
     for ds in datasets:
         first = ds.files[0]
@@ -63,7 +66,7 @@ def check_rows(stage: str, cfg: Any, datasets: list[Any]) -> None:
                 hint="inputs hold one JSON object per line (or Parquet rows)",
             )
         for field, key in wanted.items():
-            if records and not any(field in record for record in records):
+            if records and not any(get_field(record, field) is not MISSING for record in records):
                 seen = sorted({k for record in records for k in record})[:8]
                 raise UserError(
                     f"data.inputs[{ds.index}]: the first {len(records)} row(s) of {first.path} have no '{field}' "

@@ -25,7 +25,7 @@ from nemotron.data_prep.runner import (
     run_stage,
     shard_result,
 )
-from nemotron.data_prep.sources import BadRows, ChunkReader
+from nemotron.data_prep.sources import MISSING, BadRows, ChunkReader, get_field
 from nemotron.data_prep.splits import make_assigner, split_names
 from nemotron.data_prep.tokenizer import get_tokenizer, resolve_spec
 
@@ -94,9 +94,11 @@ def process_shard(job: ShardJob, shard: Shard, counters: Counters) -> dict[str, 
         for records, nbytes in reader.chunks():
             texts: list[str] = []
             for where, record in records:
-                text = record.get(field)
-                if text is None:
-                    bad.add("missing_field" if field not in record else "null_text", where)
+                text = get_field(record, field)
+                if text is MISSING:
+                    bad.add("missing_field", where)
+                elif text is None:
+                    bad.add("null_text", where)
                 elif not isinstance(text, str):
                     bad.add("not_a_string", where)
                 elif not text.strip():

@@ -22,6 +22,7 @@ import multiprocessing as mp
 import os
 import shutil
 import socket
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -290,6 +291,8 @@ def run_stage(
     plan = build_plan(stage, datasets, settings, cfg.data.shard_size_mb)
     worker_settings = settings | {"dataset_names": [ds.name for ds in datasets]}
     job = ShardJob(stage, str(out), worker_settings, tokenizer, cfg.data.max_bad_fraction)
+    if progress and tokenizer is not None:
+        print(f"data prep {stage}: {encoder_line(tokenizer)}", file=sys.stderr, flush=True)
     report = run_plan(
         plan, job, fn, workers=cfg.workers, rank=rank, world_size=world_size,
         progress=progress, title=f"data prep {stage}",
@@ -406,7 +409,32 @@ def shard_result(
     """
     stats = {"rows": reader.rows, "bad_rows": bad.to_dict(), "docs": docs, "tokens": tokens, "splits": splits, **extra}
     fail_fast_if_all_bad(stats, job.max_bad_fraction, shard.piece.file.path)
-    return {"outputs": outputs, "stats": stats}
+    result: dict[str, Any] = {"outputs": outputs, "stats": stats}
+    if job.tokenizer is not None:  # which encoder made this shard's ids (same ids either way)
+        result["encoder"] = {"name": job.tokenizer.encoder, "note": job.tokenizer.encoder_note}
+    return result
+
+
+def encoder_line(spec: TokenizerSpec) -> str:
+    """Which encoder makes the ids, for the job log (the manifest and receipts record it too)."""
+    what = {
+        "rank-table": "tiktoken rank table (checked equal to HF tokenizers)",
+        "hf": f"HF tokenizers (fast path refused: {spec.encoder_note})" if spec.encoder_note else "HF tokenizers",
+        "tiktoken": "tiktoken rank file",
+    }.get(spec.encoder, spec.encoder or "undecided")
+    return f"tokenizer {spec.path}: {what}"
+
+
+def encoder_summary(receipts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The manifest's record of the encoder(s) the shards were made with (several after a resume
+    across versions that decided differently)."""
+    seen = {json.dumps(r["encoder"], sort_keys=True) for r in receipts if "encoder" in r}
+    found = [json.loads(e) for e in sorted(seen)]
+    if not found:
+        return {}
+    if len(found) == 1:
+        return {"encoder": found[0]["name"], **({"encoder_note": found[0]["note"]} if found[0]["note"] else {})}
+    return {"encoder": [e["name"] for e in found], "encoder_note": [e["note"] for e in found]}
 
 
 def finalize(
@@ -438,6 +466,8 @@ def finalize(
             previous = marker.read_text().strip() if marker.exists() else ""
             return existing, (previous != token and rank == 0)
         body = finalize_fn(plan, receipts, output_dir)  # type: ignore[arg-type]
+        if isinstance(body.get("tokenizer"), dict):
+            body["tokenizer"] = body["tokenizer"] | encoder_summary(receipts)  # type: ignore[arg-type]
         manifest = {
             "plan_hash": plan.hash,
             "stage": plan.stage,

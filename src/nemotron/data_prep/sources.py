@@ -1,29 +1,45 @@
 """Input side of data prep: expand ``data.inputs`` into files, cut files into shards, read records.
 
-A shard is a contiguous, line-aligned byte range of a JSONL file, a run of row groups of a Parquet
-file, or a whole gzipped JSONL file (gzip cannot be seeked). Boundaries depend only on file size,
-content and ``shard_size_mb``, so the plan is reproducible. Reading yields parsed records and counts
-bad rows (invalid JSON, missing field, empty text) instead of failing on them.
+Corpus formats: JSONL (``.jsonl``/``.json``/``.ndjson``), the same compressed with gzip (``.gz``)
+or zstandard (``.zst``/``.zstd``), Parquet, Arrow IPC (``.arrow``), and Hugging Face ``datasets``
+directories written by ``save_to_disk`` (their ``state.json`` lists the Arrow files). A shard is a
+contiguous, line-aligned byte range of a JSONL file, a run of row groups of a Parquet file, or a
+whole compressed JSONL or Arrow file (compressed streams cannot be seeked). Boundaries depend only
+on file size, content and ``shard_size_mb``, so the plan is reproducible. Reading streams (one
+read chunk, row group batch or Arrow record batch at a time), yields parsed records and counts bad
+rows (invalid JSON, missing field, empty text) instead of failing on them. Record fields may be
+dotted paths into nested objects (``meta.text``).
+
+``read_records(path)`` is the one way to read any supported file from its start (e.g. to check
+that its first rows parse before a job is submitted); the stages read shards with ``ChunkReader``,
+which shares every format's reader with it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import gzip
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from nemotron.errors import UserError
 from nemotron.paths import REPO_ROOT
 
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
 GZ_SUFFIXES = tuple(s + ".gz" for s in JSONL_SUFFIXES)
+ZST_SUFFIXES = tuple(s + z for s in JSONL_SUFFIXES for z in (".zst", ".zstd"))
 PARQUET_SUFFIXES = (".parquet",)
+ARROW_SUFFIXES = (".arrow",)
+DATA_SUFFIXES = GZ_SUFFIXES + ZST_SUFFIXES + JSONL_SUFFIXES + PARQUET_SUFFIXES + ARROW_SUFFIXES
+WHOLE_FILE_FORMATS = ("jsonl.gz", "jsonl.zst", "arrow")  # not seekable by line: one shard per file
+HF_DATASET_STATE = "state.json"  # datasets' save_to_disk: lists the Arrow data files in order
+HF_DATASET_DICT = "dataset_dict.json"
 READ_CHUNK = 4 << 20  # bytes of JSONL read at a time: bounds memory per worker
 MAX_EXAMPLES = 5  # bad-row examples kept per shard for the error message
 
@@ -44,16 +60,22 @@ def resolve_user_path(path: str) -> Path:
 
 
 def file_format(path: Path) -> str:
+    """``jsonl``, ``jsonl.gz``, ``jsonl.zst``, ``parquet`` or ``arrow``, from the file name."""
     name = path.name.lower()
     if name.endswith(GZ_SUFFIXES):
         return "jsonl.gz"
+    if name.endswith(ZST_SUFFIXES):
+        return "jsonl.zst"
     if name.endswith(JSONL_SUFFIXES):
         return "jsonl"
     if name.endswith(PARQUET_SUFFIXES):
         return "parquet"
+    if name.endswith(ARROW_SUFFIXES):
+        return "arrow"
     raise UserError(
         f"unsupported input file '{path}'",
-        hint="inputs must be JSONL (.jsonl/.json/.ndjson, optionally .gz) or Parquet (.parquet)",
+        hint="inputs must be JSONL (.jsonl/.json/.ndjson, optionally .gz/.zst), Parquet, Arrow (.arrow) "
+        "or a Hugging Face datasets save_to_disk directory",
     )
 
 
@@ -87,6 +109,9 @@ def _expand(pattern: str) -> list[Path]:
         matches = [Path(p) for p in glob.glob(str(resolved), recursive=True)]
         return sorted(p for p in matches if p.is_file())
     if resolved.is_dir():
+        saved = _hf_saved_dataset_files(resolved)
+        if saved is not None:
+            return saved
         found = [p for p in resolved.rglob("*") if p.is_file() and _is_data_file(p)]
         return sorted(found)
     if resolved.is_file():
@@ -95,14 +120,45 @@ def _expand(pattern: str) -> list[Path]:
 
 
 def _is_data_file(path: Path) -> bool:
-    return path.name.lower().endswith(JSONL_SUFFIXES + GZ_SUFFIXES + PARQUET_SUFFIXES)
+    return path.name.lower().endswith(DATA_SUFFIXES) and path.name not in (
+        HF_DATASET_STATE,
+        HF_DATASET_DICT,
+        "dataset_info.json",
+    )
+
+
+def _hf_saved_dataset_files(directory: Path) -> list[Path] | None:
+    """The Arrow files of a ``datasets`` ``save_to_disk`` directory in their order, or None if it is not one."""
+    if (directory / HF_DATASET_DICT).is_file():
+        try:
+            splits = json.loads((directory / HF_DATASET_DICT).read_text()).get("splits", [])
+        except (OSError, ValueError):
+            splits = []
+        raise UserError(
+            f"{directory} is a datasets DatasetDict (splits: {', '.join(map(str, splits)) or '?'})",
+            hint=f"point data.inputs at one split's directory, e.g. {directory / (splits[0] if splits else 'train')}",
+        )
+    state = directory / HF_DATASET_STATE
+    if not state.is_file():
+        return None
+    try:
+        names = [entry["filename"] for entry in json.loads(state.read_text())["_data_files"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(
+            f"{state} is not a datasets save_to_disk state file", hint="re-save the dataset with save_to_disk"
+        ) from None
+    files = [directory / name for name in names]
+    missing = [f for f in files if not f.is_file()]
+    if missing:
+        raise UserError(f"saved dataset {directory} lacks {missing[0].name}", hint="re-save the dataset")
+    return files
 
 
 def _default_name(pattern: str) -> str:
     """A readable dataset name: the last path part that is not just a glob (``web/*.jsonl`` -> ``web``)."""
     for part in reversed(Path(pattern.rstrip("/")).parts):
         base = part
-        for suffix in GZ_SUFFIXES + JSONL_SUFFIXES + PARQUET_SUFFIXES:
+        for suffix in DATA_SUFFIXES:
             if base.lower().endswith(suffix):
                 base = base[: -len(suffix)]
                 break
@@ -191,7 +247,7 @@ def split_file(file: InputFile, target_bytes: int) -> list[Piece]:
             return [Piece(file, 0, 0, bytes=0)]
         cuts = _jsonl_boundaries(file.path, file.size, target_bytes)
         return [Piece(file, a, b, bytes=b - a) for a, b in zip(cuts, cuts[1:], strict=False)]
-    if file.format == "jsonl.gz":
+    if file.format in WHOLE_FILE_FORMATS:
         return [Piece(file, 0, file.size, bytes=file.size)]
     import pyarrow.parquet as pq
 
@@ -231,12 +287,98 @@ class BadRows:
         return {"total": self.total, "by_reason": dict(sorted(self.counts.items())), "examples": self.examples}
 
 
+MISSING = object()  # get_field's "no such field" (distinct from a JSON null)
+
+
+def get_field(record: dict[str, Any], name: str) -> Any:
+    """``record[name]``; a dotted ``name`` walks nested objects (``meta.text``) unless the record
+    has that literal key. Returns ``MISSING`` when a step is absent or not an object."""
+    if name in record:
+        return record[name]
+    if "." not in name:
+        return MISSING
+    value: Any = record
+    for part in name.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return MISSING
+        value = value[part]
+    return value
+
+
+def _columns(fields: list[str], names: list[str]) -> list[str]:
+    """Top-level columns to read for ``fields`` (a dotted field reads its first part's column)."""
+    out: list[str] = []
+    for f in fields:
+        column = f if f in names else f.split(".")[0]
+        if column in names and column not in out:
+            out.append(column)
+    return out
+
+
+class ZstdFrames:
+    """Decompressed bytes of a zstandard file with ``read(size)``: every concatenated frame (pzstd
+    and many corpus writers emit several), and an error for a file cut inside a frame, which
+    ``zstandard``'s own stream reader reports as a normal end of data."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        import zstandard
+
+        self._raw = raw
+        self._dctx = zstandard.ZstdDecompressor()
+        self._obj = self._dctx.decompressobj()
+        self._parts: list[bytes] = []
+        self._have = 0
+        self._in_frame = False
+
+    def read(self, size: int) -> bytes:
+        while self._have < size:
+            data = self._raw.read(1 << 20)
+            if not data:
+                if self._in_frame:
+                    raise EOFError("the file ends inside a zstandard frame (truncated?)")
+                break
+            self._feed(data)
+        joined = b"".join(self._parts)
+        out, rest = joined[:size], joined[size:]
+        self._parts, self._have = ([rest] if rest else []), len(rest)
+        return out
+
+    def _feed(self, data: bytes) -> None:
+        while data:
+            self._in_frame = True
+            chunk = self._obj.decompress(data)
+            if chunk:
+                self._parts.append(chunk)
+                self._have += len(chunk)
+            if not self._obj.eof:
+                return
+            data = self._obj.unused_data  # the next frame starts here
+            self._obj = self._dctx.decompressobj()
+            self._in_frame = False
+
+
+@contextlib.contextmanager
+def open_jsonl_stream(path: str, fmt: str) -> Iterator[tuple[IO[bytes], IO[bytes]]]:
+    """(decompressed byte stream, underlying file) of a JSONL file: plain, gzip or zstandard.
+
+    The underlying file's position is how far into the compressed input reading has got (progress).
+    """
+    with open(path, "rb") as raw:
+        if fmt == "jsonl.gz":
+            with gzip.open(raw) as fh:
+                yield fh, raw
+        elif fmt == "jsonl.zst":
+            yield ZstdFrames(raw), raw  # type: ignore[misc]
+        else:
+            yield raw, raw
+
+
 class ChunkReader:
     """Reads one piece in chunks of records, counting rows, bad rows and bytes consumed.
 
-    ``fields`` are the top-level keys the stage needs (Parquet reads only those columns). Each
-    yielded chunk is a list of ``(where, record)`` where ``record`` is a dict; rows that fail to
-    parse are recorded in ``bad`` and not yielded.
+    ``fields`` are the fields the stage needs, possibly dotted (Parquet and Arrow read only their
+    top-level columns). Each yielded chunk is a list of ``(where, record)`` where ``record`` is a
+    dict; rows that fail to parse are recorded in ``bad`` and not yielded.
     """
 
     def __init__(self, piece: Piece, fields: list[str], bad: BadRows, batch_rows: int = 2048) -> None:
@@ -249,12 +391,28 @@ class ChunkReader:
     def chunks(self) -> Iterator[tuple[list[tuple[str, dict[str, Any]]], int]]:
         """Yields (records, input bytes consumed by this chunk)."""
         fmt = self.piece.file.format
-        if fmt == "jsonl":
-            yield from self._jsonl_range()
-        elif fmt == "jsonl.gz":
-            yield from self._jsonl_gz()
-        else:
-            yield from self._parquet()
+        readers: dict[str, Callable[[], Iterator[tuple[list[tuple[str, dict[str, Any]]], int]]]] = {
+            "jsonl": self._jsonl_range,
+            "jsonl.gz": self._jsonl_stream,
+            "jsonl.zst": self._jsonl_stream,
+            "parquet": self._parquet,
+            "arrow": self._arrow,
+        }
+        errors: tuple[type[BaseException], ...] = (OSError, EOFError, ValueError)
+        if fmt == "jsonl.zst":
+            import zstandard
+
+            errors += (zstandard.ZstdError,)
+        try:
+            yield from readers[fmt]()
+        except UserError:
+            raise
+        except errors as exc:
+            detail = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+            raise UserError(
+                f"cannot read {self.piece.file.path} as {fmt}: {detail}",
+                hint="check that the file is complete and that its name says its format",
+            ) from None
 
     def _parse_lines(self, lines: list[bytes], base: int, offsets: list[int]) -> list[tuple[str, dict[str, Any]]]:
         out = []
@@ -313,9 +471,10 @@ class ChunkReader:
                 lines, offsets = self._split(carry)
                 yield self._parse_lines(lines, end - len(carry), offsets), len(carry)
 
-    def _jsonl_gz(self) -> Iterator[tuple[list[tuple[str, dict[str, Any]]], int]]:
+    def _jsonl_stream(self) -> Iterator[tuple[list[tuple[str, dict[str, Any]]], int]]:
+        """A whole compressed JSONL file; ``where`` offsets are into the decompressed text."""
         size = self.piece.file.size
-        with open(self.piece.file.path, "rb") as raw, gzip.open(raw) as fh:
+        with open_jsonl_stream(self.piece.file.path, self.piece.file.format) as (fh, raw):
             carry = b""
             base = 0
             last_raw = 0
@@ -344,15 +503,87 @@ class ChunkReader:
 
         pf = pq.ParquetFile(self.piece.file.path)
         path = self.piece.file.path
-        columns = [f for f in self.fields if f in pf.schema_arrow.names]
+        columns = _columns(self.fields, pf.schema_arrow.names)
         total_rows = sum(pf.metadata.row_group(rg).num_rows for rg in self.piece.row_groups) or 1
         row = 0
         for rg in self.piece.row_groups:
             for batch in pf.iter_batches(batch_size=self.batch_rows, row_groups=[rg], columns=columns):
-                records = batch.to_pylist() if columns else [{} for _ in range(batch.num_rows)]
-                out = []
-                for i, record in enumerate(records):
-                    self.rows += 1
-                    out.append((f"{path}#row{row + i}", record))
+                yield (
+                    self._batch_records(batch, columns, path, row),
+                    int(self.piece.bytes * batch.num_rows / total_rows),
+                )
                 row += batch.num_rows
-                yield out, int(self.piece.bytes * batch.num_rows / total_rows)
+
+    def _arrow(self) -> Iterator[tuple[list[tuple[str, dict[str, Any]]], int]]:
+        """An Arrow IPC file (stream format, as ``datasets`` writes, or the random-access file
+        format), one record batch at a time from a memory map."""
+        import pyarrow as pa
+
+        path = self.piece.file.path
+        with pa.memory_map(path) as source:
+            try:
+                stream = pa.ipc.open_stream(source)
+                schema, batches = stream.schema, iter(stream)
+            except pa.ArrowInvalid:  # not a stream: the random-access file format
+                source.seek(0)
+                reader = pa.ipc.open_file(source)
+                schema = reader.schema
+                batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
+            columns = _columns(self.fields, schema.names)
+            row = done = 0
+            for batch in batches:
+                for start in range(0, batch.num_rows, self.batch_rows):
+                    part = batch.slice(start, self.batch_rows)
+                    nbytes = min(part.nbytes, self.piece.bytes - done)
+                    done += nbytes
+                    yield self._batch_records(part, columns, path, row), nbytes
+                    row += part.num_rows
+            if done < self.piece.bytes:
+                yield [], self.piece.bytes - done
+
+    def _batch_records(self, batch: Any, columns: list[str], path: str, row: int) -> list[tuple[str, dict[str, Any]]]:
+        records = batch.select(columns).to_pylist() if columns else [{} for _ in range(batch.num_rows)]
+        self.rows += len(records)
+        return [(f"{path}#row{row + i}", record) for i, record in enumerate(records)]
+
+
+def read_records(
+    path: str | os.PathLike[str], fields: list[str] | None = None, bad: BadRows | None = None
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every record of one corpus file of any supported format, from its start, streamed.
+
+    The single entry point for reading an input file outside a shard (e.g. checking at submit time
+    that the first rows parse: ``next(read_records(p))``). ``fields`` limits the columns read from
+    Parquet/Arrow (all when None); unparsable rows go to ``bad`` (and are skipped) as in a shard.
+    Raises UserError for an unsupported name or an unreadable file.
+    """
+    file = Path(path)
+    stat = file.stat()
+    info = InputFile(str(file.resolve()), file_format(file), stat.st_size, stat.st_mtime_ns)
+    if info.format == "parquet":
+        import pyarrow.parquet as pq
+
+        piece = Piece(info, row_groups=tuple(range(pq.ParquetFile(info.path).metadata.num_row_groups)), bytes=info.size)
+        names = pq.ParquetFile(info.path).schema_arrow.names
+    else:
+        piece = Piece(info, 0, info.size, bytes=info.size)
+        names = None
+    if fields is None:
+        fields = names if names is not None else _arrow_names(info)
+    reader = ChunkReader(piece, fields, bad if bad is not None else BadRows())
+    for records, _ in reader.chunks():
+        yield from records
+
+
+def _arrow_names(info: InputFile) -> list[str]:
+    """Column names of an Arrow file (JSONL has no fixed columns: an empty list, which it ignores)."""
+    if info.format != "arrow":
+        return []
+    import pyarrow as pa
+
+    with pa.memory_map(info.path) as source:
+        try:
+            return list(pa.ipc.open_stream(source).schema.names)
+        except pa.ArrowInvalid:
+            source.seek(0)
+            return list(pa.ipc.open_file(source).schema.names)
