@@ -59,7 +59,7 @@ def launch_stage(
     absurd = absurd_plan_warning(resolved.data)
     if absurd:
         sys.stderr.write(f"warning: {absurd}\n")
-    statuses = check_inputs(stage, resolved.data.get("run") or {}, registry)
+    statuses = check_inputs(stage, resolved.data.get("run") or {}, registry, backend=resolved.data.get("backend"))
     problem = first_problem(statuses)
     if problem and not dry_run:
         raise UserError(problem)
