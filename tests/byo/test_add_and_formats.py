@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,9 +14,7 @@ from nemotron.artifacts.formats import detect, model_formats
 from nemotron.artifacts.registry import Registry
 from nemotron.errors import UserError
 from nemotron.pipeline import model_formats as mf
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cli.conftest import home, run_cli  # noqa: E402,F401  (fixture re-export)
+from tests.cli.conftest import run_cli
 
 
 def hf_dir(root: Path, *, sharded: bool = False, drop_shard: bool = False) -> Path:

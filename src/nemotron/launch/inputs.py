@@ -34,6 +34,11 @@ def check_inputs(
         ref = run.get(port.slot)
         if not ref:
             problem = None if port.optional else f"run.{port.slot} is not set (needs a {port.kind} artifact)"
+            if problem and port.external:
+                problem += (
+                    f" — register it with `nemotron artifacts add PATH --name NAME --kind {port.kind}`,"
+                    f" then pass run.{port.slot}=NAME"
+                )
             statuses.append(InputStatus(port.slot, None, None, problem))
             continue
         try:
