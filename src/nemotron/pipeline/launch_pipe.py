@@ -68,6 +68,7 @@ def launch_pipe(
     from nemotron.config.loader import load_stage_config
     from nemotron.config.overrides import parse_overrides
     from nemotron.env.profiles import load_env
+    from nemotron.launch.path_inputs import register_path_inputs
     from nemotron.launch.prepare import new_experiment_id, prepare_job
     from nemotron.launch.stage import select_profile
 
@@ -94,6 +95,14 @@ def launch_pipe(
             )
         return resolved[step.id]
 
+    by_id = {step.id: step for step in steps}
+    for step_id, step_overrides in overrides.items():
+        registered = register_path_inputs(by_id[step_id].stage, step_overrides, registry, dry_run=dry_run, echo=write)
+        for key, value in registered.items():
+            if value != step_overrides[key]:  # route the reference back to exactly this step
+                cli = {k: v for k, v in cli.items() if not (k.endswith("." + key) and cli[k] == step_overrides[key])}
+                cli[f"{step_id}.{key}"] = value
+    overrides = split_overrides(cli, steps)
     steps = insert_conversions(steps, lambda step: (load(step).data.get("backend", "megatron"), load(step).data))
     overrides = split_overrides(cli, steps)  # inserted steps take their stage's overrides too
     resolved.clear()
