@@ -139,3 +139,25 @@ def test_add_cli_rejects_wrong_kind_and_bad_metadata(home, tmp_path, capsys):
     assert code == 2 and "KEY=VALUE" in err
     code, out, _ = run_cli(["artifacts", "show", "d"], capsys)
     assert code == 2  # nothing half-registered
+
+
+def test_a_path_as_run_model_is_registered_on_submit_and_only_checked_on_dry_run(home, tmp_path, capsys):
+    src = hf_dir(tmp_path / "Released-Model")
+    code, _, err = run_cli(["super3", "sft", "--dry-run", f"run.model={src}"], capsys)
+    assert code == 0 and "would be registered as Released-Model (model)" in err
+    assert Registry(home / "artifacts").versions("Released-Model") == []
+    code, _, err = run_cli(["super3", "sft", f"run.model={src}"], capsys)
+    assert code == 2 and "nemotron super3 model import run.model=Released-Model:v1" in err
+    art = Registry(home / "artifacts").get("Released-Model")
+    assert art.path == str(src.resolve()) and art.run.stage == "artifacts.add"
+    code, _, err = run_cli(["super3", "sft", "--dry-run", f"run.model={tmp_path}"], capsys)
+    assert code == 2 and "is not model" in err
+
+
+def test_verify_flag_turns_the_check_on(home, tmp_path, capsys):
+    import yaml
+
+    code, out, err = run_cli(["super3", "model", "import", "-c", "tiny", "--dry-run", "--verify"], capsys)
+    assert code == 0, err
+    train_yaml = next((home / "jobs").glob("*/model.import/train.yaml"))
+    assert yaml.safe_load(train_yaml.read_text())["verify"]["enabled"] is True
