@@ -65,7 +65,7 @@ def test_export_uses_the_megatron_checkpoint_and_a_template(tmp_path):
 @pytest.mark.parametrize(
     ("stage", "make", "message"),
     [
-        ("model.import", _megatron, "is not a Hugging Face checkpoint"),
+        ("model.import", _megatron, "has no Hugging Face checkpoint"),
         ("model.export", _hf, "has no Megatron checkpoint"),
     ],
 )

@@ -125,6 +125,20 @@ def _parallel_args(parallel: dict[str, Any]) -> list[str]:
     return [x for key, flag in names.items() for x in (f"--{flag}", str(parallel.get(key, 1)))]
 
 
+SOURCE_FILES = {HF: "config.json + safetensors", MEGATRON: "latest_checkpointed_iteration.txt"}
+SOURCE_NAMES = {HF: "a Hugging Face checkpoint", MEGATRON: "a Megatron checkpoint"}
+
+
+def _require(fmt: str, dirs: dict[str, Path], ref: str, direction: str) -> None:
+    """One line when the input lacks the format this direction converts from."""
+    if fmt not in dirs:
+        other = "an HF" if fmt == MEGATRON else "a Megatron"
+        raise UserError(
+            f"run.model {ref} has no {SOURCE_NAMES[fmt][2:]} ({SOURCE_FILES[fmt]})",
+            hint=f"model {direction} converts {SOURCE_NAMES[fmt]}s; {other} checkpoint needs no {direction}",
+        )
+
+
 def build_convert_job(train_cfg: dict[str, Any], inputs: dict[str, Any], output_dir: str | Path) -> ConvertJob:
     """train.yaml + the resolved model input -> the Megatron-Bridge command lines."""
     stage = str(train_cfg["job"]["stage"])
@@ -158,11 +172,7 @@ def build_convert_job(train_cfg: dict[str, Any], inputs: dict[str, Any], output_
     verify = train_cfg.get("verify") or {}
     prompt = str(verify.get("prompt", "The capital of France is"))
     if direction == "import":
-        if HF not in dirs:
-            raise UserError(
-                f"run.model {ref} is not a Hugging Face checkpoint (no config.json + safetensors)",
-                hint="model import converts HF checkpoints; a Megatron checkpoint needs no import",
-            )
+        _require(HF, dirs, ref, "import")
         source, megatron_dir = dirs[HF], output_dir / "checkpoints"
         args = ["import", "--hf-model", str(source), "--megatron-path", str(megatron_dir)]
         job = ConvertJob(
@@ -170,11 +180,7 @@ def build_convert_job(train_cfg: dict[str, Any], inputs: dict[str, Any], output_
         )
         job.megatron_dir, job.source, hf_for_checks = megatron_dir, source, source
     elif direction == "export":
-        if MEGATRON not in dirs:
-            raise UserError(
-                f"run.model {ref} has no Megatron checkpoint (latest_checkpointed_iteration.txt)",
-                hint="model export converts Megatron checkpoints; an HF checkpoint needs no export",
-            )
+        _require(MEGATRON, dirs, ref, "export")
         source, hf_dir = dirs[MEGATRON], output_dir / "hf"
         template = conv.get("hf_template") or (str(dirs[HF]) if HF in dirs else None)
         if not template:
