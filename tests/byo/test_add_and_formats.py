@@ -161,3 +161,34 @@ def test_verify_flag_turns_the_check_on(home, tmp_path, capsys):
     assert code == 0, err
     train_yaml = next((home / "jobs").glob("*/model.import/train.yaml"))
     assert yaml.safe_load(train_yaml.read_text())["verify"]["enabled"] is True
+
+
+def test_an_added_artifact_is_mirrored_to_wandb_like_any_other(tmp_path, monkeypatch, capsys):
+    from nemotron.artifacts.wandb_offline import logged_artifacts
+
+    env = tmp_path / "env.toml"
+    env.write_text(f'[wandb]\nproject = "nemotron-test"\nmode = "offline"\ndir = "{tmp_path / "wandb"}"\n')
+    monkeypatch.setenv("NEMOTRON_ENV_FILE", str(env))
+    monkeypatch.setenv("NEMOTRON_HOME", str(tmp_path / "home"))
+    src = hf_dir(tmp_path / "released")
+    code, _, err = run_cli(["artifacts", "add", str(src), "--name", "byo-base", "--kind", "model"], capsys)
+    assert code == 0, err
+    registry = Registry(tmp_path / "home" / "artifacts")
+    state = registry.mirror_state(registry.get("byo-base"))
+    assert state["state"] == "offline" and state["verified"] is True and state["pending_edges"] == []
+    logged = logged_artifacts(Path(state["offline_dir"]))
+    assert [a["name"] for a in logged] == ["byo-base"] and logged[0]["type"] == "model"
+    assert logged[0]["metadata"]["nemotron"]["run"]["stage"] == "artifacts.add"
+
+
+def test_the_node_refuses_an_added_input_changed_after_submit(tmp_path):
+    from nemotron.artifacts.node import resolve_inputs
+
+    registry = Registry(tmp_path / "reg")
+    src = hf_dir(tmp_path / "hf")
+    add_reference(registry, src, name="byo-base", kind="model")
+    cfg = {"run": {"model": "byo-base"}, "job": {"stage": "model.import", "artifacts_root": str(tmp_path / "reg")}}
+    assert resolve_inputs(cfg)["model"].ref == "byo-base:v1"
+    (src / "config.json").write_text("{}")
+    with pytest.raises(UserError, match="changed since they were added"):
+        resolve_inputs(cfg)
