@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from nemotron.errors import UserError
 from nemotron.pipeline.stages import Stage
 
 
@@ -36,6 +37,11 @@ def register_path_inputs(
         if key not in ports or not looks_like_path(value):
             continue
         path = Path(str(value)).expanduser().resolve()
+        if not path.exists():
+            raise UserError(
+                f"{key}={value} is not an artifact reference (NAME, NAME:latest, NAME:v3) and no such path exists",
+                hint="pass a registered artifact or an existing directory",
+            )
         kind, name = ports[key].kind, name_for(path)
         if dry_run:
             detect(path, kind)  # the format check, without writing the registry
