@@ -68,7 +68,6 @@ def launch_pipe(
     from nemotron.config.loader import load_stage_config
     from nemotron.config.overrides import parse_overrides
     from nemotron.env.profiles import load_env
-    from nemotron.launch.path_inputs import register_path_inputs
     from nemotron.launch.prepare import new_experiment_id, prepare_job
     from nemotron.launch.stage import select_profile
 
@@ -95,13 +94,7 @@ def launch_pipe(
             )
         return resolved[step.id]
 
-    by_id = {step.id: step for step in steps}
-    for step_id, step_overrides in overrides.items():
-        registered = register_path_inputs(by_id[step_id].stage, step_overrides, registry, dry_run=dry_run, echo=write)
-        for key, value in registered.items():
-            if value != step_overrides[key]:  # route the reference back to exactly this step
-                cli = {k: v for k, v in cli.items() if not (k.endswith("." + key) and cli[k] == step_overrides[key])}
-                cli[f"{step_id}.{key}"] = value
+    cli = _register_paths(steps, cli, overrides, registry, dry_run=dry_run, write=write)
     overrides = split_overrides(cli, steps)
     steps = insert_conversions(steps, lambda step: (load(step).data.get("backend", "megatron"), load(step).data))
     overrides = split_overrides(cli, steps)  # inserted steps take their stage's overrides too
@@ -181,6 +174,30 @@ def _remove_job_dirs(plan: PipePlan) -> None:
         shutil.rmtree(job.job_dir, ignore_errors=True)
         with contextlib.suppress(OSError):
             job.job_dir.parent.rmdir()  # the experiment's directory, once empty
+
+
+def _register_paths(
+    steps: list[PipeStep],
+    cli: dict[str, Any],
+    overrides: dict[str, dict[str, Any]],
+    registry: Any,
+    *,
+    dry_run: bool,
+    write: Any,
+) -> dict[str, Any]:
+    """``cli`` with each ``<step>.run.<slot>=PATH`` replaced by the registered path's reference,
+    addressed to exactly the step(s) it reached (see ``launch.path_inputs``)."""
+    from nemotron.launch.path_inputs import register_path_inputs
+
+    by_id = {step.id: step for step in steps}
+    out = dict(cli)
+    for step_id, step_overrides in overrides.items():
+        registered = register_path_inputs(by_id[step_id].stage, step_overrides, registry, dry_run=dry_run, echo=write)
+        for key, value in registered.items():
+            if value != step_overrides[key]:
+                out = {k: v for k, v in out.items() if not (k.endswith("." + key) and v == step_overrides[key])}
+                out[f"{step_id}.{key}"] = value
+    return out
 
 
 def _check_output_names(steps: list[PipeStep], load: Any) -> None:
