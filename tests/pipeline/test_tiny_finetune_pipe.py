@@ -15,13 +15,27 @@ from tests.pipeline.tiny_checks import nemotron
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_finetune_tiny_pipe_from_an_added_checkpoint(tmp_path: Path) -> None:
     home = tmp_path / "home"
     checkpoint = make_hf_checkpoint(tmp_path / "released", seed=11)
     added = nemotron(["artifacts", "add", str(checkpoint), "--name", "byo-base", "--kind", "model"], home)
     assert added.returncode == 0, added.stderr
     done = nemotron(
-        ["super3", "pipe", "-c", "finetune_tiny", "model.import.run.model=byo-base", "sft.train.train_iters=20"],
+        [
+            "super3",
+            "pipe",
+            "-c",
+            "finetune_tiny",
+            "model.import.run.model=byo-base",
+            # the journey, not the learning (tests/pipeline/test_tiny_pipe.py checks that): short stages
+            "sft.train.train_iters=10",
+            "rl.rlvr.grpo.max_num_steps=2",
+            "rl.rlvr.grpo.val_period=2",
+            "rl.rlvr.checkpoint.save_interval=2",
+            "eval.eval.limit=20",
+            "eval.eval.tolerance=1.0",
+        ],
         home,
         timeout=1500,
     )
