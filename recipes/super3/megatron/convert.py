@@ -6,6 +6,9 @@ Why the example scripts and not a re-implementation: the Super3 model docs (Mega
 expert parallelism, which the single-process converter cannot do — and they ship in the container
 at ``/opt/Megatron-Bridge``. ``build_convert_job`` turns train.yaml into their command lines (pure,
 tested on CPU against the argument lists below); ``_launch`` runs them with torchrun on the node.
+The script exists in v0.4.0 and v0.5.x; v0.6.0 replaced it by ``scripts/conversion/convert.sh``
+(v0.6.0 ``docs/models/nemotron/nemotron3-super.md``), so a container with v0.6.0 fails the node's
+check for the script with one line instead of running something else.
 
 Checks (``verify.enabled``): ``hf_megatron_roundtrip_multi_gpu.py --megatron-load-path`` loads the
 Megatron checkpoint, exports every weight back to HF and raises on any tensor not allclose to the HF
