@@ -95,3 +95,10 @@ def test_compare_verdict_is_parsed_from_the_scripts_own_lines():
     assert not convert.parse_compare(out.replace("0.995000", "0.900000"), 0.98)["passed"]
     assert not convert.parse_compare(out.replace("True", "False"), 0.98)["passed"]
     assert not convert.parse_compare("crashed", 0.98)["passed"]
+
+
+def test_off_the_container_the_node_says_so_in_one_line(tmp_path):
+    cfg = resolved_config("model.import", "default", tmp_path)
+    with pytest.raises(UserError, match="Megatron-Bridge .*not installed"):
+        convert.run(cfg, {"model": artifact("m", "model", _hf(tmp_path / "m"))}, tmp_path / "out")
+    assert not (tmp_path / "out" / "checkpoints").exists()  # nothing half-written
