@@ -32,13 +32,13 @@ def test_default_pipe_dry_run_shows_the_four_pretraining_phases_on_their_own_ble
     assert "[data <- data_prep.pretrain.long_context, model <- pretrain.phase2]" in g["pretrain.long_context"]
     assert "model <- pretrain.long_context]" in g["pretrain.long_context_mixed"]
     assert "model <- pretrain.long_context_mixed" in g["sft"]
-    assert list(g)[:5] == [
+    assert list(g)[:4] == [
         "data_prep.pretrain.phase1",
         "data_prep.pretrain.phase2",
         "data_prep.pretrain.long_context",
         "data_prep.sft",
-        "data_prep.rl",
     ]
+    assert "[model <- rl.rlvr3, data <- data_prep.rl.swe1]" in g["rl.swe1"]
     total = re.search(r"total GPU-hours of the steps that run: ([\d,]+) \(~([\d,]+) estimated", out)
     assert total, out
     assert int(total.group(2).replace(",", "")) > 300_000  # 25T pretraining tokens dominate
