@@ -49,7 +49,8 @@ def heldout_loss(model_dir: Path | None, data_dir: Path, seed: int = 0) -> float
         model = tiny_model.new_model(_tiny_model_section(), seed=seed, tokenizer=tokenizer)
     else:
         model, tokenizer = tiny_model.load_model(model_dir)
-    valid = tiny_data.read_sft_sequences(data_dir, max_length=256, split="valid")
+    # the one reader of the packed format, as the SFT stage calls it (MB zeroes the loss on EOS inputs)
+    valid = tiny_data.read_sft_sequences(data_dir, max_length=256, split="valid", eos_id=tokenizer.eos_token_id)
     assert valid, "tiny data prep sft must write a valid split"
     held = valid[: tiny_sft.HELDOUT_SEQUENCES]
     return training.evaluate(model, tiny_data.chunk_by_length(held, tokenizer.pad_token_id))
