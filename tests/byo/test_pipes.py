@@ -18,13 +18,23 @@ def wide(monkeypatch):
     monkeypatch.setenv("COLUMNS", "400")  # one table row per step, so references read whole
 
 
+ASSETS = "recipes/super3/assets/tiny"
+DATA = [  # the shipped configs name cluster placeholders; the dry-run checks data inputs exist
+    f"data_prep.pretrain.data.inputs=[{ASSETS}/corpus.jsonl]",
+    f"data_prep.pretrain.tokenizer.path={ASSETS}/tokenizer.json",
+    f"data_prep.sft.data.inputs=[{ASSETS}/chats.jsonl]",
+    f"data_prep.sft.tokenizer.path={ASSETS}/tokenizer.json",
+    f"data_prep.rl.data.inputs=[{ASSETS}/rl_prompts.jsonl]",
+]
+
+
 def graph(out: str) -> dict[str, str]:
     lines = out.split("graph (producer -> step):\n", 1)[1].split("total GPU-hours")[0].splitlines()
     return {line.split()[0]: line.strip() for line in lines if line.strip()}
 
 
 def test_default_pipe_dry_run_shows_the_four_pretraining_phases_on_their_own_blends(home, capsys):
-    code, out, err = run_cli(["super3", "pipe", "--dry-run"], capsys)
+    code, out, err = run_cli(["super3", "pipe", "--dry-run", *DATA], capsys)
     assert code == 0, err
     g = graph(out)
     assert "data <- data_prep.pretrain.phase1]" in g["pretrain.phase1"]
@@ -52,7 +62,7 @@ def test_default_pipe_dry_run_shows_the_four_pretraining_phases_on_their_own_ble
 
 def test_finetune_pipe_dry_run_imports_the_released_model_first(home, capsys):
     code, out, err = run_cli(
-        ["super3", "pipe", "-c", "finetune", "--dry-run", "model.import.run.model=super3-released"], capsys
+        ["super3", "pipe", "-c", "finetune", "--dry-run", "model.import.run.model=super3-released", *DATA[2:]], capsys
     )
     assert code == 0, err
     g = graph(out)
@@ -66,7 +76,7 @@ def test_finetune_pipe_dry_run_imports_the_released_model_first(home, capsys):
 
 def test_a_megatron_only_model_gets_an_export_before_rl(home, capsys):
     lora = ["sft.peft.method=lora", "sft.recipe=nemotron_3_super_peft_config", "sft.output.name=sft-lora-model"]
-    code, out, err = run_cli(["super3", "pipe", "-c", "finetune", "--dry-run", *lora], capsys)
+    code, out, err = run_cli(["super3", "pipe", "-c", "finetune", "--dry-run", *lora, *DATA[2:]], capsys)
     assert code == 0, err
     g = graph(out)
     assert "[model <- sft]" in g["model.export.rl.rlvr"]
@@ -107,7 +117,7 @@ def test_a_repeated_stage_must_be_named_by_step_id(tmp_path):
 
 
 def test_two_steps_publishing_one_name_are_refused(home, capsys):
-    code, _, err = run_cli(["super3", "pipe", "--dry-run", "pretrain.output.name=pretrain-model"], capsys)
+    code, _, err = run_cli(["super3", "pipe", "--dry-run", "pretrain.output.name=pretrain-model", *DATA], capsys)
     assert code == 2 and "both publish 'pretrain-model'" in err
 
 

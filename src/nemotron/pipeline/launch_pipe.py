@@ -139,14 +139,15 @@ def launch_pipe(
     )
     from nemotron.launch.stage import check_before_submit
 
+    write(plan_table(plan, pipe_name, profile, {sid: r.data for sid, r in resolved.items()}))
+    if plan.skipped:
+        write(f"skipped (output exists for the same config): {', '.join(s.name for s in plan.skipped)}\n")
+    # after the plan, so a dry-run shows the whole graph even when a step's data inputs are not there yet
     for stage in plan.to_run:
         try:
             check_before_submit(stage.step.stage.name, resolved[stage.name].data, registry)
         except UserError as error:
             raise UserError(f"{stage.name}: {error.message}", hint=error.hint) from None
-    write(plan_table(plan, pipe_name, profile, {sid: r.data for sid, r in resolved.items()}))
-    if plan.skipped:
-        write(f"skipped (output exists for the same config): {', '.join(s.name for s in plan.skipped)}\n")
     if dry_run:
         write("dry run: nothing submitted. One stage's full plan: nemotron super3 <stage> -c CONFIG --dry-run\n")
         return 0
