@@ -96,8 +96,8 @@ def reference_problem(artifact: Any) -> str | None:
         return f"{artifact.ref}: {artifact.path} no longer exists"
     if compute_reference_digest(artifact.path) != artifact.digest:
         return (
-            f"{artifact.ref}: the files at {artifact.path} changed since they were added "
-            f"(digest mismatch) — re-register with `nemotron artifacts add {artifact.path} --name {artifact.name} "
-            f"--kind {artifact.kind}` if the change is intended"
+            f"{artifact.ref}: the files at {artifact.path} changed since they were added (digest mismatch) — "
+            "restore them, or put the changed data in a new directory and `nemotron artifacts add` that "
+            "(a registered directory is immutable)"
         )
     return None
