@@ -72,9 +72,15 @@ def registry(tmp_path: Path) -> Registry:
 def test_pipe_configs_list_the_stages() -> None:
     assert [s.stage.name for s in load_pipe("tiny")[1]] == TINY
     name, default = load_pipe("default")
-    # every stage but data_prep.rl: each RL pass reads its own blend (`data prep rl -c <pass>`, made beforehand)
-    assert name == "default" and [s.stage.name for s in default] == [s.name for s in STAGES if s.name != "data_prep.rl"]
-    assert {s.config for s in default} == {"default"}
+    conversions = {"model.import", "model.export"}  # inserted by the pipe where a format needs them
+    assert name == "default" and {s.stage.name for s in default} == {s.name for s in STAGES} - conversions
+    phases = [s for s in default if s.stage.name == "pretrain"]
+    assert [s.config for s in phases] == ["phase1", "phase2", "long_context", "long_context_mixed"]
+    # each RL pass reads its own blend from its own `data prep rl -c <pass>` step
+    rl_data = {s.id: s.config for s in default if s.stage.name == "data_prep.rl"}
+    assert list(rl_data.values()) == ["rlvr1", "rlvr2", "rlvr3", "swe1", "swe2", "rlhf"]
+    assert wire(default)["rl.swe1"] == {"model": "rl.rlvr3", "data": "data_prep.rl.swe1"}
+    assert {s.config for s in default if not s.stage.name.startswith(("pretrain", "data_prep."))} == {"default"}
     with pytest.raises(UserError, match="no pipe config"):
         load_pipe("nope")
 

@@ -39,7 +39,7 @@ def _sft(tmp_path, sft_data, config="default"):
     return sft.build_sft_job(cfg, {"model": megatron_model(tmp_path / "base"), "data": sft_data}, tmp_path / "out")
 
 
-@pytest.mark.parametrize("config", ["default", "phase2", "long_context"])
+@pytest.mark.parametrize("config", ["default", "phase2", "long_context", "long_context_mixed"])
 def test_pretrain_contract_both_directions(tmp_path, pretrain_data, config):
     job = _pretrain(tmp_path, pretrain_data, config)
     assert bridge_keys_problems(job.overrides, BRIDGE) == []
@@ -161,6 +161,7 @@ def test_preflight_inputs_check_fails_with_one_line(tmp_path, monkeypatch, pretr
         ("pretrain", "default"),
         ("pretrain", "phase2"),
         ("pretrain", "long_context"),
+        ("pretrain", "long_context_mixed"),
         ("sft", "default"),
         ("sft", "lora"),
     ],

@@ -160,7 +160,7 @@ def test_user_errors(tmp_path, sft_data):
     assert _job(tmp_path, "default", {"model": model, "data": data})[1].dataset
     with pytest.raises(UserError, match="needs recipe nemotron_3_super_peft_config"):
         _job(tmp_path, "default", {"model": model, "data": sft_data}, **{"peft.method": "lora"})
-    with pytest.raises(UserError, match="neither a Megatron checkpoint nor an HF model"):
+    with pytest.raises(UserError, match="has no Megatron checkpoint"):
         _job(tmp_path, "default", {"model": artifact("m", "model", tmp_path / "void"), "data": sft_data})
 
 

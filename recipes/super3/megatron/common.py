@@ -414,12 +414,15 @@ def checkpoint_plan(
             out["checkpoint.load"] = str(where.megatron)
             notes.append(f"continuing {where.megatron} at iteration {where.iteration}")
         else:
-            source = where.megatron or where.hf
-            if source is None:
+            # Megatron-Bridge skips loading when pretrained_checkpoint holds no Megatron checkpoint and
+            # trains from random weights, so an HF-only model is refused here (nemotron.pipeline.model_formats).
+            if where.megatron is None:
                 raise UserError(
-                    f"run.model {model_input.name}:v{model_input.version} holds neither a Megatron checkpoint nor an HF model",
-                    hint="point run.model at a model artifact",
+                    f"run.model {model_input.name}:v{model_input.version} has no Megatron checkpoint"
+                    + (" (it is a Hugging Face checkpoint)" if where.hf is not None else ""),
+                    hint=f"convert it first: nemotron super3 model import run.model={model_input.name}:v{model_input.version}",
                 )
+            source = where.megatron
             out["checkpoint.pretrained_checkpoint"] = str(source)
             out["checkpoint.finetune"] = True
             notes.append(f"starting from the weights of {source}")

@@ -17,7 +17,8 @@ re-run looks like new data and everything downstream re-runs. So the digest leav
   ``<dir>/train.jsonl`` hashes as ``<artifact>/train.jsonl``).
 
 The prefix ``sha256c:`` marks this rule; records with the older ``sha256m:`` (which hashed the run
-token and absolute paths) cannot be re-verified and are accepted as they are.
+token and absolute paths) cannot be re-verified and are accepted as they are. Data registered in
+place by ``artifacts add`` gets ``sha256r:`` (:func:`compute_reference_digest`, stat-based).
 """
 
 from __future__ import annotations
@@ -85,12 +86,54 @@ def compute_digest(path: Path | str) -> str:
     return DIGEST_PREFIX + h.hexdigest()
 
 
+REFERENCE_PREFIX = "sha256r:"  # "r" for reference: registered in place by `artifacts add`
+
+
+def reference_manifest(path: Path) -> list[tuple[str, int, int, str]]:
+    """``(relative path, size, mtime_ns, content hash or "")`` for every content file under ``path``.
+
+    For data registered in place (``artifacts add`` of a terabyte checkpoint) reading even 2 MiB of
+    every shard is too slow; sizes and mtimes catch a replaced or rewritten shard, and the full
+    content of small files (configs, index files, blend.json, tracker files) catches an edited one.
+    Hidden entries are left out, as in :func:`manifest`.
+    """
+    path = Path(path)
+    if path.is_file():
+        files = [path]
+    else:
+        files = sorted(
+            p
+            for p in path.rglob("*")
+            if (p.is_file() or p.is_symlink()) and not any(x.startswith(".") for x in p.relative_to(path).parts)
+        )
+    rows: list[tuple[str, int, int, str]] = []
+    for full in files:
+        rel = full.name if full == path else full.relative_to(path).as_posix()
+        if full.is_symlink() and not full.exists():
+            rows.append((rel, -1, 0, "dangling:" + os.readlink(full)))
+            continue
+        stat = full.stat()
+        content = _file_hash(full, stat.st_size, b"") if stat.st_size <= SMALL_FILE else ""
+        rows.append((rel, stat.st_size, stat.st_mtime_ns, content))
+    return rows
+
+
+def compute_reference_digest(path: Path | str) -> str:
+    """``sha256r:<hex>`` over :func:`reference_manifest` (stat-only for files over 1 MiB)."""
+    h = hashlib.sha256()
+    for rel, size, mtime, content in reference_manifest(Path(path)):
+        h.update(f"{rel}\0{size}\0{mtime}\0{content}\n".encode())
+    return REFERENCE_PREFIX + h.hexdigest()
+
+
 def digest_matches(path: Path | str, recorded: str | None) -> bool:
     """True when ``path`` still holds what was published (or the record cannot be re-checked).
 
     Unrecorded digests (URIs) and legacy ``sha256m:`` ones are accepted: there is nothing this
-    rule can recompute them against.
+    rule can recompute them against. ``sha256r:`` (``artifacts add``) is recomputed by its own rule.
     """
     if not recorded or recorded.startswith(LEGACY_PREFIXES):
         return True
+    if recorded.startswith(REFERENCE_PREFIX):
+        return compute_reference_digest(path) == recorded
     return compute_digest(path) == recorded

@@ -17,6 +17,7 @@ sft                    sft-model               model
 rl.rlvr / swe1 / ...   rl-rlvr-model, ...      model
 quantize               quantized-model         quantized-model
 eval                   eval-results            eval-results
+model.import / export  imported-model, ...     model
 =====================  ======================  =================
 
 ``variant`` separates worlds that must not mix (``tiny-sft-model`` is never fed to a full-scale
@@ -47,6 +48,8 @@ STAGE_TAGS: dict[str, tuple[str, str]] = {
     "rl.rlhf": ("rl-rlhf", "model"),
     "quantize": ("quantized", "model"),
     "eval": ("eval", "results"),
+    "model.import": ("imported", "model"),
+    "model.export": ("exported", "model"),
 }
 KNOWN_VARIANTS = ("tiny",)
 
@@ -191,7 +194,7 @@ def check_configs(configs_dir: Path) -> list[str]:
                 problems.append(f"{where}: run.{slot} is not an input of stage {cfg.stage.name}")
                 continue
             if ref is None or str(ref).startswith("${"):
-                if ref is None and not ports[slot].optional:
+                if ref is None and not (ports[slot].optional or ports[slot].external):
                     problems.append(f"{where}: required input run.{slot} is empty")
                 continue
             name = str(ref).split(":", 1)[0]

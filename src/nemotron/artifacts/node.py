@@ -53,12 +53,17 @@ def resolve_inputs(train_cfg: dict[str, Any]) -> dict[str, Artifact]:
     job = _job(train_cfg)
     registry = registry_for(train_cfg, with_mirror=False)
     resolved = resolve_run_refs(train_cfg.get("run") or {}, registry, stage=job.get("stage"))
+    from nemotron.artifacts.add import reference_problem
+
     for slot, art in resolved.items():
         if "://" not in art.path and not Path(art.path).exists():
             raise UserError(
                 f"run.{slot}={art.ref} points at {art.path}, which does not exist on this node",
                 hint="put outputs and the artifacts root on a filesystem shared with the compute nodes",
             )
+        problem = reference_problem(art)  # data registered in place may have changed since submit
+        if problem:
+            raise UserError(f"run.{slot}: {problem}")
         registry.verify(art, what=f"run.{slot}={art.ref}")  # tampered or overwritten data stops here
     return resolved
 

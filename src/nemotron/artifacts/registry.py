@@ -291,8 +291,12 @@ class Registry:
         inputs: Iterable[Artifact | str] | Mapping[str, Artifact | str] | None = None,
         run: dict[str, Any] | RunInfo | None = None,
         aliases: Iterable[str] = (DEFAULT_ALIAS,),
+        digest: str | None = None,
     ) -> Artifact:
         """Record a new version of ``name`` pointing at ``path`` (referenced, never copied).
+
+        ``digest`` is computed from the data unless given (``artifacts add`` passes a stat-based
+        reference digest, see ``digest.compute_reference_digest``).
 
         ``inputs`` are artifacts or refs (aliases are pinned to exact versions now), or a mapping
         slot -> artifact to also record which slot each fed. ``run`` is the producing run (a
@@ -314,9 +318,10 @@ class Registry:
             if not local.exists():
                 raise UserError(f"cannot publish '{name}': {local} does not exist")
             path_str = str(local)
-            from nemotron.artifacts.digest import compute_digest
+            if digest is None:
+                from nemotron.artifacts.digest import compute_digest
 
-            digest = compute_digest(local)
+                digest = compute_digest(local)
         input_arts, slots = self._resolve_inputs(inputs)
         run_info = run if isinstance(run, RunInfo) else RunInfo.from_dict(run)
         run_dict = run_info.to_dict()

@@ -1,4 +1,4 @@
-"""`nemotron artifacts ls|show|sync`: look into the local registry and push it to W&B.
+"""`nemotron artifacts add|ls|show|sync`: register existing data, look into the local registry, push it to W&B.
 
 Parsing and printing only; the work happens in ``nemotron.artifacts``. Nothing heavy at import
 time (``--help`` budget): the registry is imported inside each command, wandb only by ``sync``.
@@ -16,7 +16,7 @@ import typer
 from nemotron.errors import UserError
 
 app = typer.Typer(
-    help="Inspect the local artifact registry (ls, show, fsck) and mirror it to W&B (sync).",
+    help="Register existing data (add), inspect the local artifact registry (ls, show, fsck) and mirror it to W&B (sync).",
     no_args_is_help=True,
 )
 
@@ -59,12 +59,14 @@ def ls(
     root: RootOption = None,
 ) -> None:
     """List artifacts: newest version of each name (or --all), with aliases and producing stage."""
+    from nemotron.artifacts.formats import ADDABLE_KINDS
     from nemotron.pipeline.stages import ARTIFACT_KINDS
 
     registry = open_registry(root)
     items = registry.list(kind=kind, all_versions=all_versions)
-    if kind and not items and kind not in ARTIFACT_KINDS:
-        raise UserError(f"unknown artifact kind '{kind}'", hint=f"kinds: {', '.join(sorted(ARTIFACT_KINDS))}")
+    known = ARTIFACT_KINDS | set(ADDABLE_KINDS)
+    if kind and not items and kind not in known:
+        raise UserError(f"unknown artifact kind '{kind}'", hint=f"kinds: {', '.join(sorted(known))}")
     if as_json:
         typer.echo(json.dumps([a.to_dict() for a in items], indent=2))
         return
@@ -131,6 +133,11 @@ def show(
         "  inputs      " + (", ".join(f"{escape(slots.get(i, '-'))}={escape(i)}" for i in art.inputs) or "-"),
         "  consumers   " + (escape(", ".join(consumers)) or "-"),
     ]
+    from nemotron.artifacts.add import is_added, reference_problem
+
+    if is_added(art):
+        problem = reference_problem(art)
+        lines.append("  reference   " + (f"[red]{escape(problem)}[/]" if problem else "unchanged since added"))
     if mirror:
         state = mirror.get("state", "?")
         pending = mirror.get("pending_edges") or []
@@ -143,6 +150,46 @@ def show(
     console = _console()
     for line in lines:
         console.print(line, highlight=False)
+
+
+@app.command("add")
+def add(
+    path: Annotated[Path, typer.Argument(help="Directory (or file) to register in place; it is never copied.")],
+    name: Annotated[str, typer.Option("--name", help="Artifact name; the version is NAME:vN.")],
+    kind: Annotated[
+        str, typer.Option("--kind", help="model, pretrain-data, sft-data, rl-data or tokenizer (format is checked).")
+    ],
+    metadata: Annotated[
+        list[str] | None, typer.Option("--metadata", "-m", help="KEY=VALUE recorded with the version (repeatable).")
+    ] = None,
+    root: RootOption = None,
+) -> None:
+    """Register existing data as NAME:vN (by reference): lineage starts here; W&B mirrors it when configured."""
+    from nemotron.artifacts.add import add_reference, parse_metadata
+    from nemotron.artifacts.registry import Registry
+
+    user = parse_metadata(list(metadata or []))
+    registry = open_registry(root)
+    env_wandb = _wandb_settings()
+    if env_wandb is not None:
+        from nemotron.artifacts.wandb_mirror import WandbMirror
+
+        registry = Registry(registry.root, mirror=WandbMirror(env_wandb))
+    art, created = add_reference(registry, path, name=name, kind=kind, metadata=user)
+    fmt = art.metadata.get("format", "?")
+    if created:
+        typer.echo(f"added {art.ref} ({art.kind}, {fmt}) -> {art.path}  digest {art.digest}")
+    else:
+        typer.echo(f"{art.ref} already registers {art.path} unchanged ({art.kind}, {fmt})")
+
+
+def _wandb_settings():
+    """env.toml's [wandb] as mirror settings, or None (disabled or not configured)."""
+    from nemotron.artifacts.wandb_mirror import WandbSettings
+    from nemotron.env.profiles import load_env
+
+    settings = WandbSettings.from_dict(dict(load_env().wandb or {}))
+    return None if settings is None or settings.mode == "disabled" else settings
 
 
 def _exists(path: str) -> bool:

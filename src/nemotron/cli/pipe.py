@@ -23,7 +23,7 @@ PipeConfigOpt = Annotated[
     typer.Option(
         "-c",
         "--config",
-        help="Pipe config (configs/super3/pipe: default, tiny) or a YAML path; its stages use that named config.",
+        help="Pipe config (configs/super3/pipe: default, finetune, tiny, finetune_tiny) or a YAML path.",
         show_default=False,
     ),
 ]
@@ -37,7 +37,7 @@ def pipe(
     dry_run: DryRunOpt = False,
     from_: Annotated[
         str | None,
-        typer.Option("--from", help="Rerun this stage and every later one; reuse the outputs before it."),
+        typer.Option("--from", help="Rerun this step (id or stage) and every later one; reuse the outputs before it."),
     ] = None,
     only: Annotated[
         str | None,
@@ -56,7 +56,9 @@ def pipe(
     """Data prep -> pretrain -> SFT -> RL -> quantize -> eval as one experiment (afterok chain).
 
     Stages whose output already exists for the same resolved config are skipped. Overrides are
-    prefixed with the stage: pretrain.train.train_iters=3 rl.rlvr.grpo.num_prompts_per_step=4.
+    prefixed with a step id or a stage (a stage prefix reaches all its steps):
+    pretrain.phase2.train.train_iters=3 pretrain.seed=7 rl.rlvr.grpo.num_prompts_per_step=4.
+    --dry-run shows the plan, the dependency graph and the total GPU-hours.
     """
     from nemotron.cli.main import ARGV, PASSTHROUGH
     from nemotron.pipeline.launch_pipe import launch_pipe

@@ -141,6 +141,37 @@ def _eval_command(stage: Stage):
     return command
 
 
+def _convert_command(stage: Stage):
+    """``model import|export`` additionally take ``--verify`` (Megatron-Bridge's own conversion checks)."""
+    base = _stage_command(stage)
+
+    def command(
+        ctx: typer.Context,
+        config: ConfigOpt = None,
+        run: RunOpt = None,
+        batch: BatchOpt = None,
+        dry_run: DryRunOpt = False,
+        verify: Annotated[
+            bool | None,
+            typer.Option(
+                "--verify/--no-verify",
+                help="Check the converted model (weight roundtrip + HF-vs-Megatron outputs) before publishing; "
+                "the outcome is recorded in the artifact metadata. Same as verify.enabled=true.",
+                show_default=False,
+            ),
+        ] = None,
+    ) -> None:
+        if verify is not None:
+            ctx.args.append(f"verify.enabled={str(verify).lower()}")
+        base(ctx, config=config, run=run, batch=batch, dry_run=dry_run)
+
+    command.__doc__ = stage.help
+    return command
+
+
+FACTORIES = {"eval": _eval_command, "model.import": _convert_command, "model.export": _convert_command}
+
+
 def _group(parent: typer.Typer, groups: dict[tuple[str, ...], typer.Typer], path: tuple[str, ...]) -> typer.Typer:
     """The Typer sub-app for a command path prefix (``("data", "prep")``), created on first use."""
     if not path:
@@ -156,6 +187,7 @@ def _group(parent: typer.Typer, groups: dict[tuple[str, ...], typer.Typer], path
 GROUP_HELP = {
     ("data",): "Data preparation.",
     ("data", "prep"): "Prepare pretraining, SFT and RL data and publish them as artifacts.",
+    ("model",): "Convert checkpoints: import (Hugging Face -> Megatron), export (Megatron -> Hugging Face).",
     ("rl",): "Reinforcement learning stages (GRPO with NeMo-RL): rlvr -> swe1 -> swe2 -> rlhf.",
 }
 
@@ -171,7 +203,7 @@ def build_app() -> typer.Typer:
     groups: dict[tuple[str, ...], typer.Typer] = {}
     for stage in STAGES:
         owner = _group(app, groups, stage.command[:-1])
-        factory = _eval_command if stage.name == "eval" else _stage_command
+        factory = FACTORIES.get(stage.name, _stage_command)
         owner.command(stage.command[-1], context_settings=EXTRA_ARGS, epilog=OVERRIDES_EPILOG, help=stage.help)(
             factory(stage)
         )

@@ -23,7 +23,9 @@ def is_secret_name(name: str) -> bool:
 def redact(value: Any) -> Any:
     """A copy of ``value`` with every secret-named mapping entry replaced by ``REDACTED``."""
     if isinstance(value, Mapping):
-        return {k: (REDACTED if is_secret_name(str(k)) and v not in (None, "") else redact(v)) for k, v in value.items()}
+        return {
+            k: (REDACTED if is_secret_name(str(k)) and v not in (None, "") else redact(v)) for k, v in value.items()
+        }
     if isinstance(value, list | tuple):
         return type(value)(redact(v) for v in value)
     return value

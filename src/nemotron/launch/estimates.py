@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from nemotron.errors import UserError
@@ -55,3 +56,61 @@ def absurd_plan_warning(data: dict[str, Any]) -> str | None:
         f"train.train_iters={data['train'].get('train_iters')} plans {hours:.3g} GPU-hours "
         f"({years:.3g} years on {est.num_gpus} GPUs) — check train.train_iters"
     )
+
+
+@dataclass(frozen=True)
+class StepHours:
+    """GPU-hours of one pipe step: a calculator estimate (training) or a time-limit bound (the rest)."""
+
+    hours: float
+    estimated: bool
+
+
+def _limit_hours(time_limit: str) -> float:
+    days, _, clock = time_limit.rpartition("-")
+    parts = [int(p) for p in clock.split(":")] + [0, 0]
+    return (int(days) if days else 0) * 24 + parts[0] + parts[1] / 60 + parts[2] / 3600
+
+
+def _iterations(data: dict[str, Any]) -> int:
+    """Iterations this run trains: up to ``exit_interval`` when it stops early (phase 1 of two)."""
+    train = data.get("train") or {}
+    end = int(train.get("train_iters") or 0)
+    stop = train.get("exit_interval")
+    return min(end, int(stop)) if stop else end
+
+
+def pipe_gpu_hours(
+    steps: list[Any], configs: dict[str, dict[str, Any]], wiring: dict[str, dict[str, str]]
+) -> dict[str, StepHours | None]:
+    """``step id -> StepHours`` (None without GPUs or without a resolved config).
+
+    Training steps (a ``train:`` section) are estimated from the calculator over the iterations they
+    run: a step that continues its input's run (``checkpoint.from_model: full``, phase 2) counts only
+    the iterations after the producer's stop. Other GPU steps are bounded by nodes x GPUs x time limit.
+    """
+    from nemotron.model.plan import estimate_from_config
+
+    out: dict[str, StepHours | None] = {}
+    for step in steps:
+        data = configs.get(step.id)
+        res = (data or {}).get("resources") or {}
+        gpus = int(res.get("nodes") or 0) * int(res.get("gpus_per_node") or 0)
+        if not data or not gpus:
+            out[step.id] = None
+            continue
+        if data.get("train") and data.get("model") is not None:
+            iters = _iterations(data)
+            producer = configs.get(wiring.get(step.id, {}).get("model", ""))
+            if (data.get("checkpoint") or {}).get("from_model") == "full" and producer and producer.get("train"):
+                iters = max(0, iters - _iterations(producer))
+            trimmed = {**data, "train": {**data["train"], "train_iters": iters}}
+            try:
+                estimate = estimate_from_config(trimmed).hours
+            except (UserError, ValueError):
+                estimate = None
+            if estimate is not None:
+                out[step.id] = StepHours(float(estimate.gpu_hours), True)
+                continue
+        out[step.id] = StepHours(gpus * _limit_hours(str(res.get("time", "0:00:00"))), False)
+    return out

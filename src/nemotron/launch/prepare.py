@@ -71,12 +71,18 @@ def prepare_job(
     depends_on: tuple[str, ...] = (),
     publish_alias: str | None = None,
     passthrough: list[str] | None = None,
+    step: str | None = None,
 ) -> PreparedJob:
-    """Create ``<jobs root>/<experiment>/<stage>/{job,train}.yaml`` and return the job description."""
+    """Create ``<jobs root>/<experiment>/<stage>/{job,train}.yaml`` and return the job description.
+
+    ``step`` (a pipe step id such as ``pretrain.phase2``) replaces the stage name in the job id and
+    directory, so one experiment can run a stage more than once.
+    """
     stage = resolved.stage
-    job_id = f"{experiment_id}--{stage.name.replace('.', '-')}"
+    label = step or stage.name
+    job_id = f"{experiment_id}--{label.replace('.', '-')}"
     root = Path(profile.job_dir).expanduser() if getattr(profile, "job_dir", None) else jobs_root()
-    job_dir = root / experiment_id / stage.name
+    job_dir = root / experiment_id / label
     data = resolved.data
     output_dir = Path(data.get("output_dir") or default_outputs_root() / data["output"]["name"] / job_id)
     git = git_state()

@@ -34,12 +34,15 @@ def launch_stage(
     from nemotron.config.overrides import parse_overrides
     from nemotron.env.profiles import load_env
     from nemotron.launch.inputs import check_inputs, first_problem
+    from nemotron.launch.path_inputs import register_path_inputs
     from nemotron.launch.prepare import new_experiment_id, prepare_job
 
     profile_name, detach = select_profile(run_profile, batch_profile)
     cli_overrides = parse_overrides(args)
     env_file = load_env()
     profile = env_file.profile(profile_name).with_cluster_flags(cluster)
+    registry = Registry(env_file.artifacts_root)
+    cli_overrides = register_path_inputs(stage, cli_overrides, registry, dry_run=dry_run, echo=sys.stderr.write)
     resolved = load_stage_config(
         stage,
         config,
@@ -49,20 +52,20 @@ def launch_stage(
     )
     from nemotron.execution.executors import LOCAL_GPU_HINT, local_gpu_problem
 
-    local_problem = local_gpu_problem(stage, resolved.data, profile)
-    if local_problem and not dry_run:
-        raise UserError(local_problem, hint=LOCAL_GPU_HINT)
-    registry = Registry(env_file.artifacts_root)
     check_before_submit(stage.name, resolved.data, registry)
     from nemotron.launch.estimates import absurd_plan_warning
 
     absurd = absurd_plan_warning(resolved.data)
     if absurd:
         sys.stderr.write(f"warning: {absurd}\n")
-    statuses = check_inputs(stage, resolved.data.get("run") or {}, registry)
+    # inputs before the local-executor refusal: a model in the wrong format is wrong on every executor
+    statuses = check_inputs(stage, resolved.data.get("run") or {}, registry, backend=resolved.data.get("backend"))
     problem = first_problem(statuses)
     if problem and not dry_run:
         raise UserError(problem)
+    local_problem = local_gpu_problem(stage, resolved.data, profile)
+    if local_problem and not dry_run:
+        raise UserError(local_problem, hint=LOCAL_GPU_HINT)
     job = prepare_job(
         resolved,
         experiment_id=new_experiment_id(stage.name),

@@ -79,12 +79,16 @@ def validate_config(train_cfg: dict[str, Any]) -> dict[str, Any]:
     return {**validated, **{k: train_cfg[k] for k in NON_SCHEMA_SECTIONS if k in train_cfg}}
 
 
+BACKEND_MODULES = {"model": "convert"}
+"""Entry stage name -> backend module when they differ (``model import|export`` -> ``super3.<backend>.convert``)."""
+
+
 def backend_module_name(train_cfg: dict[str, Any], stage_name: str) -> str:
     """``super3.<backend>.<stage>`` (``super3.megatron.rl`` for every RL sub-stage)."""
     backend = train_cfg.get("backend")
     if backend not in ("tiny", "megatron"):
         raise UserError(f"train.yaml backend '{backend}' is not one of tiny, megatron")
-    return f"super3.{backend}.{stage_name}"
+    return f"super3.{backend}.{BACKEND_MODULES.get(stage_name, stage_name)}"
 
 
 def load_backend(name: str) -> ModuleType:

@@ -2,7 +2,11 @@
 
 Wiring: each input port of a stage is fed by the nearest earlier stage in the pipe whose output
 has the port's kind (data prep stages have no inputs; an input no earlier stage produces keeps
-the reference in the stage's own config — e.g. pretrain's optional starting model).
+the reference in the stage's own config — e.g. pretrain's optional starting model). A step may name
+its producers explicitly (``inputs: {data: data_prep.pretrain.phase2}``), and one stage may appear
+several times under distinct step ids (``id: pretrain.phase2``): the published pretraining chain
+runs data prep and pretrain once per phase. Ports fed from outside the recipe (``model import``'s
+model, see ``Port.external``) are wired only explicitly.
 
 Skipping: a stage is skipped when the registry holds its output made by the same resolved config
 (``config_hash``, which leaves out run:/resources/output_dir/logging) from the same inputs (the
@@ -35,10 +39,21 @@ RUN, SKIP, UNSELECTED = "run", "skip", "not selected"
 
 @dataclass(frozen=True)
 class PipeStep:
-    """One stage of a pipe and the named config (or YAML path) it runs with."""
+    """One stage of a pipe, the named config (or YAML path) it runs with, and its step id.
+
+    ``id`` is unique within the pipe (default: the stage name); ``inputs`` wires a slot to the step
+    id of its producer explicitly instead of the nearest earlier producer of the slot's kind.
+    """
 
     stage: Stage
     config: str
+    id: str = ""
+    inputs: dict[str, str] = field(default_factory=dict, hash=False)
+    overrides: dict[str, Any] = field(default_factory=dict, hash=False)  # key=value for this step (CLI wins)
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            object.__setattr__(self, "id", self.stage.name)
 
 
 @dataclass(frozen=True)
@@ -62,7 +77,8 @@ class StagePlan:
 
     @property
     def name(self) -> str:
-        return self.step.stage.name
+        """The step id (the stage name unless the stage appears more than once)."""
+        return self.step.id
 
 
 @dataclass
@@ -98,8 +114,9 @@ def available_pipes() -> list[str]:
 def load_pipe(name_or_path: str | None) -> tuple[str, list[PipeStep]]:
     """Read ``configs/super3/pipe/<name>.yaml`` (or a path): ``stages:`` plus an optional ``config:``.
 
-    Each entry of ``stages`` is a canonical stage name, or ``{stage: NAME, config: CONFIG}`` to
-    give that stage another named config; the others use ``config:`` (default: the pipe's name).
+    Each entry of ``stages`` is a canonical stage name, or a mapping ``{stage: NAME, config: CONFIG,
+    id: STEP_ID, inputs: {SLOT: STEP_ID}, overrides: {KEY: VALUE}}`` (all but ``stage`` optional);
+    entries without ``config`` use ``config:`` (default: the pipe's name). Step ids must be unique.
     """
     import yaml
 
@@ -120,28 +137,63 @@ def load_pipe(name_or_path: str | None) -> tuple[str, list[PipeStep]]:
     for entry in data["stages"]:
         if isinstance(entry, dict):
             stage, config = get_stage(str(entry.get("stage", ""))), str(entry.get("config") or default_config)
+            inputs = {str(k): str(v) for k, v in (entry.get("inputs") or {}).items()}
+            overrides = dict(entry.get("overrides") or {})
+            step = PipeStep(stage, config, id=str(entry.get("id") or ""), inputs=inputs, overrides=overrides)
         else:
-            stage, config = get_stage(str(entry)), default_config
-        if any(s.stage.name == stage.name for s in steps):
-            raise UserError(f"{path}: stage {stage.name} appears twice")
-        steps.append(PipeStep(stage, config))
+            step = PipeStep(get_stage(str(entry)), default_config)
+        if any(s.id == step.id for s in steps):
+            raise UserError(
+                f"{path}: step {step.id} appears twice", hint="give repeated stages distinct ids (id: pretrain.phase2)"
+            )
+        steps.append(step)
+    check_steps(steps, str(path))
     return path.stem, steps
+
+
+def check_steps(steps: list[PipeStep], where: str) -> None:
+    """Explicit inputs name an earlier step of the right kind, on a real input slot."""
+    seen: dict[str, PipeStep] = {}
+    for step in steps:
+        ports = {p.slot: p for p in step.stage.inputs}
+        for slot, producer in step.inputs.items():
+            if slot not in ports:
+                raise UserError(
+                    f"{where}: step {step.id} has no input slot '{slot}'", hint=f"slots: {', '.join(ports)}"
+                )
+            if producer not in seen:
+                raise UserError(
+                    f"{where}: step {step.id} input {slot} names '{producer}', which is not an earlier step"
+                )
+            if seen[producer].stage.output.kind != ports[slot].kind:
+                raise UserError(
+                    f"{where}: step {step.id} input {slot} needs {ports[slot].kind}, "
+                    f"but {producer} makes {seen[producer].stage.output.kind}"
+                )
+        seen[step.id] = step
 
 
 # ----------------------------------------------------------------------------------------- wiring
 
 
-def wire(stages: list[Stage]) -> dict[str, dict[str, str]]:
-    """``consumer -> {slot: producer}``: each input fed by the nearest earlier producer of its kind."""
+def wire(steps: list[PipeStep] | list[Stage]) -> dict[str, dict[str, str]]:
+    """``consumer id -> {slot: producer id}``: explicit ``inputs`` first, otherwise the nearest earlier
+    producer of the slot's kind (external ports only explicitly)."""
+    items = [s if isinstance(s, PipeStep) else PipeStep(s, "") for s in steps]
     wiring: dict[str, dict[str, str]] = {}
-    for i, stage in enumerate(stages):
+    for i, step in enumerate(items):
         slots: dict[str, str] = {}
-        for port in stage.inputs:
-            for producer in reversed(stages[:i]):
-                if producer.output.kind == port.kind:
-                    slots[port.slot] = producer.name
+        for port in step.stage.inputs:
+            if port.slot in step.inputs:
+                slots[port.slot] = step.inputs[port.slot]
+                continue
+            if port.external:
+                continue
+            for producer in reversed(items[:i]):
+                if producer.stage.output.kind == port.kind:
+                    slots[port.slot] = producer.id
                     break
-        wiring[stage.name] = slots
+        wiring[step.id] = slots
     return wiring
 
 
@@ -158,16 +210,20 @@ def upstream(wiring: dict[str, dict[str, str]], name: str) -> set[str]:
 
 
 def pick(steps: list[PipeStep], name: str | None, flag: str) -> str | None:
-    """Resolve ``--from``/``--only`` to a canonical stage name of this pipe."""
+    """Resolve ``--from``/``--only`` to a step id of this pipe (a step id, or a stage that appears once)."""
     if name is None:
         return None
+    ids = [s.id for s in steps]
+    if name in ids:
+        return name
     stage = get_stage(name)
-    names = [s.stage.name for s in steps]
-    if stage.name not in names:
-        raise UserError(
-            f"{flag} {name}: stage {stage.name} is not part of this pipe", hint=f"its stages: {', '.join(names)}"
-        )
-    return stage.name
+    matches = [s.id for s in steps if s.stage.name == stage.name]
+    if len(matches) != 1:
+        hint = f"its steps: {', '.join(ids)}"
+        if matches:
+            raise UserError(f"{flag} {name}: stage {stage.name} runs as {', '.join(matches)}; name one", hint=hint)
+        raise UserError(f"{flag} {name}: stage {stage.name} is not part of this pipe", hint=hint)
+    return matches[0]
 
 
 # --------------------------------------------------------------------------------------- planning
@@ -196,8 +252,10 @@ def plan_pipe(
         )
     from_ = pick(steps, from_, "--from")
     only = pick(steps, only, "--only")
-    names = [s.stage.name for s in steps]
-    wiring = wire([s.stage for s in steps])
+    names = [s.id for s in steps]
+    if len(set(names)) != len(names):
+        raise UserError("pipe steps must have distinct ids", hint="give repeated stages an id (id: pretrain.phase2)")
+    wiring = wire(steps)
     alias = f"exp-{experiment_id}"
 
     selected = set(names)
@@ -211,9 +269,9 @@ def plan_pipe(
         may_run = set(names[idx:])
         forced |= may_run
 
-    plans = {s.stage.name: StagePlan(step=s) for s in steps}
+    plans = {s.id: StagePlan(step=s) for s in steps}
     for step in steps:
-        plan = plans[step.stage.name]
+        plan = plans[step.id]
         if plan.name not in selected:
             plan.action, plan.reason = UNSELECTED, f"--only {only}"
             continue
@@ -333,7 +391,7 @@ def match_output(plan: StagePlan, registry: Any, plans: dict[str, StagePlan], fe
         return Match(None, "an input is rebuilt in this experiment")
     made, gone = [], []
     for art in reversed(registry.versions(plan.info.output_name)):  # newest first
-        if art.run.config_hash != plan.info.config_hash or art.run.stage not in ("", "unknown", plan.name):
+        if art.run.config_hash != plan.info.config_hash or art.run.stage not in ("", "unknown", plan.step.stage.name):
             continue
         (gone if "://" not in art.path and not Path(art.path).exists() else made).append(art)
     inputs = _Inputs(registry)

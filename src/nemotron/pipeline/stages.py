@@ -27,6 +27,7 @@ class Port:
     slot: str
     kind: str
     optional: bool = False
+    external: bool = False  # normally fed from outside the recipe (`artifacts add`), so configs may leave it empty
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,22 @@ STAGES: tuple[Stage, ...] = (
         script="data_prep.py",
         inputs=(),
         output=Port("data", "rl-data"),
+    ),
+    Stage(
+        name="model.import",
+        command=("model", "import"),
+        help="Convert a Hugging Face checkpoint (e.g. the released model) to a Megatron checkpoint.",
+        script="convert.py",
+        inputs=(Port("model", "model", external=True),),
+        output=Port("model", "model"),
+    ),
+    Stage(
+        name="model.export",
+        command=("model", "export"),
+        help="Convert a Megatron checkpoint to a Hugging Face checkpoint.",
+        script="convert.py",
+        inputs=(Port("model", "model"),),
+        output=Port("model", "model"),
     ),
     Stage(
         name="pretrain",

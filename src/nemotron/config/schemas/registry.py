@@ -27,6 +27,10 @@ def schema_for(stage_name: str) -> type[StageConfig]:
         from nemotron.config.schemas.quantize import QuantizeConfig
 
         return QuantizeConfig
+    if stage_name in ("model.import", "model.export"):
+        from nemotron.config.schemas.convert import ConvertConfig
+
+        return ConvertConfig
     if stage_name == "eval":
         from nemotron.config.schemas.eval import EvalConfig
 

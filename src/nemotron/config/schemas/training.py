@@ -113,7 +113,7 @@ class MegatronTrainingConfig(StageConfig):
 
 class PretrainConfig(MegatronTrainingConfig):
     recipe: str = "nemotron_3_super_pretrain_config"
-    phase: Literal["phase1", "phase2", "long_context"] = "phase1"
+    phase: Literal["phase1", "phase2", "long_context", "long_context_mixed"] = "phase1"
 
 
 class LoraSection(Strict):
