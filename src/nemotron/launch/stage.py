@@ -58,14 +58,18 @@ def launch_stage(
     absurd = absurd_plan_warning(resolved.data)
     if absurd:
         sys.stderr.write(f"warning: {absurd}\n")
-    # inputs before the local-executor refusal: a model in the wrong format is wrong on every executor
     statuses = check_inputs(stage, resolved.data.get("run") or {}, registry, backend=resolved.data.get("backend"))
     problem = first_problem(statuses)
-    if problem and not dry_run:
-        raise UserError(problem)
+    # An input that exists but cannot be used (wrong format, tampered) is wrong on every executor, so it
+    # comes first; a GPU stage on the local executor comes before inputs that are merely not made yet.
+    wrong_input = first_problem([s for s in statuses if s.artifact is not None])
+    if wrong_input and not dry_run:
+        raise UserError(wrong_input)
     local_problem = local_gpu_problem(stage, resolved.data, profile)
     if local_problem and not dry_run:
         raise UserError(local_problem, hint=LOCAL_GPU_HINT)
+    if problem and not dry_run:
+        raise UserError(problem)
     job = prepare_job(
         resolved,
         experiment_id=new_experiment_id(stage.name),
