@@ -13,9 +13,10 @@ from typing import Annotated
 
 import typer
 
+from nemotron.cli.help import new_app
 from nemotron.errors import UserError
 
-app = typer.Typer(
+app = new_app(
     help="Register existing data (add), inspect the local artifact registry (ls, show, fsck) and mirror it to W&B (sync).",
     no_args_is_help=True,
 )

@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(no_args_is_help=True)
+from nemotron.cli.help import new_app
+
+app = new_app()
 
 StageArg = Annotated[str, typer.Argument(help="Stage: pretrain, sft, rl.rlvr, data_prep.pretrain, quantize, eval ...")]
 ConfigOpt = Annotated[str | None, typer.Option("-c", "--config", help="Config name or YAML path.")]

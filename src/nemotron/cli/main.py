@@ -31,20 +31,20 @@ ARGV: list[str] = []
 
 def build_app() -> typer.Typer:
     from nemotron.cli import super3
+    from nemotron.cli.help import new_app
 
-    app = typer.Typer(
+    app = new_app(
         name="nemotron",
         help=(
             "Run the Nemotron 3 Super training recipe on Slurm through NeMo-Run, with artifact lineage.\n\n"
             "Errors are one line; add --debug to any command for the traceback."
         ),
-        no_args_is_help=True,
         add_completion=False,
         pretty_exceptions_enable=False,
         rich_markup_mode="rich",
         context_settings={"help_option_names": ["-h", "--help"]},
     )
-    app.add_typer(super3.build_app(), name="super3")
+    app.add_typer(super3.build_app(), name="super3", rich_help_panel="Recipes")
     _add_optional_commands(app)
     return app
 
@@ -53,12 +53,30 @@ def _add_optional_commands(app: typer.Typer) -> None:
     """Job, artifact and lineage commands (each module keeps heavy imports inside its functions)."""
     from nemotron.cli import artifacts, doctor, jobs, lineage
 
-    app.command("status", help="Show the state of submitted experiments and their stages.")(jobs.status)
-    app.command("logs", help="Print (or --follow) the log of an experiment or job.")(jobs.logs)
-    app.command("cancel", help="Cancel a running experiment or job.")(jobs.cancel)
-    app.command("lineage", help="Show where an artifact came from (or, with --down, what came of it).")(lineage.lineage)
-    app.add_typer(artifacts.app, name="artifacts", help="List, inspect and sync artifacts in the registry.")
-    app.command("doctor", help="Run every GPU stage's node preflight on a cluster profile (1-node jobs).")(doctor.doctor)
+    jobs_panel, artifacts_panel = "Jobs", "Artifacts"
+    app.command("status", help="Show the state of submitted experiments and their stages.", rich_help_panel=jobs_panel)(
+        jobs.status
+    )
+    app.command("logs", help="Print (or --follow) the log of an experiment or job.", rich_help_panel=jobs_panel)(
+        jobs.logs
+    )
+    app.command("cancel", help="Cancel a running experiment or job.", rich_help_panel=jobs_panel)(jobs.cancel)
+    app.command(
+        "lineage",
+        help="Show where an artifact came from (or, with --down, what came of it).",
+        rich_help_panel=artifacts_panel,
+    )(lineage.lineage)
+    app.add_typer(
+        artifacts.app,
+        name="artifacts",
+        help="List, inspect and sync artifacts in the registry.",
+        rich_help_panel=artifacts_panel,
+    )
+    app.command(
+        "doctor",
+        help="Run every GPU stage's node preflight on a cluster profile (1-node jobs).",
+        rich_help_panel=jobs_panel,
+    )(doctor.doctor)
 
 
 def _report(error: UserError, debug: bool) -> int:

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from nemotron.cli.help import new_app
 from nemotron.pipeline.stages import STAGES, Stage
 
 RUN_PANEL = "Execution"
@@ -178,35 +179,70 @@ def _group(parent: typer.Typer, groups: dict[tuple[str, ...], typer.Typer], path
         return parent
     if path not in groups:
         owner = _group(parent, groups, path[:-1])
-        sub = typer.Typer(no_args_is_help=True, help=GROUP_HELP.get(path, ""))
-        owner.add_typer(sub, name=path[-1])
+        sub = new_app(help=GROUP_HELP.get(path, ""))
+        owner.add_typer(sub, name=path[-1], rich_help_panel=panel_of(path) if len(path) == 1 else None)
         groups[path] = sub
     return groups[path]
 
 
 GROUP_HELP = {
-    ("data",): "Data preparation.",
+    ("data",): "Data preparation: raw text, chats and prompts into the artifacts training reads.",
     ("data", "prep"): "Prepare pretraining, SFT and RL data and publish them as artifacts.",
     ("model",): "Convert checkpoints: import (Hugging Face -> Megatron), export (Megatron -> Hugging Face).",
     ("rl",): "Reinforcement learning stages (GRPO with NeMo-RL): rlvr -> swe1 -> swe2 -> rlhf.",
 }
 
+PANELS = {"data": "Data", "pretrain": "Training", "sft": "Training", "rl": "Training"}
+PANELS |= {"model": "Checkpoints", "quantize": "Quantization", "eval": "Evaluation"}
+"""``--help`` panel of each top-level stage command; a stage not listed here shows under "Stages"."""
+
+
+def panel_of(command: tuple[str, ...]) -> str:
+    return PANELS.get(command[0], "Stages")
+
+
+def stage_order(stages: tuple[Stage, ...] = STAGES) -> str:
+    """The stages in recipe order, runs of one group folded: ``data prep {pretrain, sft, rl} -> pretrain -> ...``."""
+    runs: list[tuple[tuple[str, ...], list[str]]] = []
+    for stage in stages:
+        prefix, leaf = stage.command[:-1], stage.command[-1]
+        if runs and prefix and runs[-1][0] == prefix:
+            runs[-1][1].append(leaf)
+        else:
+            runs.append((prefix, [leaf]))
+    parts = []
+    for prefix, leaves in runs:
+        head = " ".join(prefix) + " " if prefix else ""
+        parts.append(head + (leaves[0] if len(leaves) == 1 else "{" + ", ".join(leaves) + "}"))
+    return " -> ".join(parts)
+
+
+def super3_help() -> str:
+    return (
+        "Nemotron 3 Super, stage by stage: each stage publishes an artifact that the next one reads.\n\n"
+        f"Stage order: {stage_order()}. `pipe` runs them all as one experiment and skips what exists.\n\n"
+        "Configs: `nemotron super3 config ls` lists every stage's named configs (pick one with -c NAME); "
+        "`nemotron super3 config show STAGE -c NAME` prints it resolved; `--dry-run` on any stage shows the plan."
+    )
+
 
 def build_app() -> typer.Typer:
     from nemotron.cli import config_cmd, pipe
 
-    app = typer.Typer(
-        no_args_is_help=True,
-        help="Nemotron 3 Super: data prep -> pretrain -> SFT -> RL -> quantize -> eval.",
-        epilog=OVERRIDES_EPILOG,
-    )
+    app = new_app(help=super3_help(), epilog=OVERRIDES_EPILOG)
     groups: dict[tuple[str, ...], typer.Typer] = {}
     for stage in STAGES:
         owner = _group(app, groups, stage.command[:-1])
         factory = FACTORIES.get(stage.name, _stage_command)
-        owner.command(stage.command[-1], context_settings=EXTRA_ARGS, epilog=OVERRIDES_EPILOG, help=stage.help)(
-            factory(stage)
-        )
-    app.command("pipe", context_settings=EXTRA_ARGS, epilog=OVERRIDES_EPILOG)(pipe.pipe)
-    app.add_typer(config_cmd.app, name="config", help="List, show, validate and copy stage configs.")
+        owner.command(
+            stage.command[-1],
+            context_settings=EXTRA_ARGS,
+            epilog=OVERRIDES_EPILOG,
+            help=stage.help,
+            rich_help_panel=panel_of(stage.command) if len(stage.command) == 1 else None,
+        )(factory(stage))
+    app.command("pipe", context_settings=EXTRA_ARGS, epilog=OVERRIDES_EPILOG, rich_help_panel="Pipeline")(pipe.pipe)
+    app.add_typer(
+        config_cmd.app, name="config", help="List, show, validate and copy stage configs.", rich_help_panel="Configs"
+    )
     return app
