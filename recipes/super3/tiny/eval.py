@@ -1,26 +1,19 @@
-"""Tiny-backend eval stage: lm-eval on the local tiny tasks, bf16 model vs its FP8 / NVFP4 versions.
+"""Tiny-backend eval stage: lm-eval on the local tiny tasks for every stage's model, side by side.
 
-Every model (the ``model`` input, called "bf16" after the recipe's unquantized baseline although the
-tiny backend computes in float32, and each quantized model found in the ``quantized`` input) is wrapped
-in an lm-eval ``HFLM`` built from the loaded model object and run with ``lm_eval.simple_evaluate`` on
-``eval.tasks``, whose YAMLs come from ``tasks/`` next to this file (``TaskManager(include_path=...)``).
-Nothing is downloaded: the task data is committed JSONL read by ``tasks/tiny_tasks.py`` and
-``HF_HUB_OFFLINE``/``HF_DATASETS_OFFLINE`` are set.
+The models are the eval's inputs (see ``models_to_evaluate``): the optional ``pretrain_model`` and
+``sft_model``, the ``model`` under test (the RL model in the tiny chain; float32 on CPU), and each
+quantized model in the optional ``quantized`` input. Each is wrapped in an lm-eval ``HFLM`` built from
+the loaded model object and run with ``lm_eval.simple_evaluate`` on ``eval.tasks``, whose YAMLs come
+from ``tasks/`` next to this file (``TaskManager(include_path=...)``). Nothing is downloaded: the task
+data is committed JSONL read by ``tasks/tiny_tasks.py`` and ``HF_HUB_OFFLINE``/``HF_DATASETS_OFFLINE``
+are set. Quantized models load through ``quantize.load_quantized``, so their activation fake-quant
+(ModelOpt quantizers, NVFP4 CPU emulation) is active during eval.
 
-Outputs in ``output_dir``: ``results.json`` (every metric of every model, the gate checks) and
-``results.md`` (task x model table). Quantized models load through ``quantize.load_quantized``, so
-their activation fake-quant (ModelOpt quantizers, NVFP4 CPU emulation) is active during eval.
-
-Tolerance (``eval.tolerance``, one number, checked per quantized model and task on the task's primary
-metric, see ``PRIMARY_METRICS``):
-- higher-is-better metrics (accuracy, exact match; scores in [0, 1]) may drop by at most ``tolerance``
-  *absolute*: ``bf16 - quantized <= tolerance`` (0.05 = five points);
-- lower-is-better metrics (perplexities) may rise by at most ``tolerance`` *relative*:
-  ``quantized / bf16 - 1 <= tolerance`` (0.05 = 5 % higher perplexity).
-Why two rules: accuracy is already a fraction, and a relative rule would make a 0.02 -> 0.01 change on
-a weak model "50 %"; perplexity has no fixed scale, so only a ratio means the same thing everywhere.
-If any check fails the stage writes its results and then raises ``UserError`` (the stage fails and
-publishes nothing).
+Outputs in ``output_dir``: ``results.json`` in the project's one eval-results format and ``results.md``
+(task x model table), both from ``nemotron.node.results``. The gate is that module's direction-aware
+check (``eval.tolerance``; each model against the model it was made from, on the primary metric of
+``PRIMARY_METRICS``): if any model regressed beyond it, the stage writes its results and then raises
+``UserError`` (the stage fails and publishes nothing).
 """
 
 from __future__ import annotations
@@ -33,14 +26,14 @@ import time
 from typing import Any
 
 from nemotron.errors import UserError
-from super3.tiny.training import write_sorted_json_atomic, write_text_atomic
+from super3.tiny.training import write_text_atomic
 
 log = logging.getLogger(__name__)
 
 TASKS_DIR = pathlib.Path(__file__).resolve().parent / "tasks"
-RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
-BASELINE = "bf16"
+COMPARE_SLOTS = ("pretrain_model", "sft_model")
+"""Optional inputs (eval stage ports) holding earlier stages' models, evaluated before ``model``."""
 MAX_LENGTH = 2048  # context window lm-eval uses for rolling log-likelihoods
 
 # task -> (primary metric, lm-eval filter) used for the table and the tolerance gate.
@@ -195,125 +188,78 @@ def quantized_models(artifact: Any) -> list[dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------------------------------
-# tolerance gate and tables
-
-
-def check_tolerance(results: dict[str, Any], tolerance: float) -> list[dict[str, Any]]:
-    """One check per (quantized model, task) on the task's primary metric (rules in the module doc)."""
-    checks = []
-    base = results["models"][BASELINE]
-    for label, model in results["models"].items():
-        if label == BASELINE:
-            continue
-        for task, (metric, higher) in results["primary"].items():
-            ref, val = base["metrics"][task][metric], model["metrics"][task][metric]
-            if higher:
-                rule, degradation = "absolute drop", ref - val
-            else:
-                rule = "relative increase"
-                degradation = (val / ref - 1.0) if ref > 0 else (0.0 if val <= ref else float("inf"))
-            checks.append(
-                {
-                    "model": label,
-                    "task": task,
-                    "metric": metric,
-                    "rule": rule,
-                    BASELINE: ref,
-                    "value": val,
-                    "degradation": degradation,
-                    "tolerance": tolerance,
-                    "passed": bool(degradation <= tolerance),
-                }
-            )
-    return checks
-
-
-def _fmt(value: float) -> str:
-    if value != value:  # NaN
-        return "nan"
-    return f"{value:.4f}" if abs(value) < 1000 else f"{value:.4g}"
-
-
-def table_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the task x model table (primary metric; quantized cells show the change)."""
-    labels = results.get("columns") or list(results["models"])  # results.json is written with sorted keys
-    header = ["task (metric)", *labels]
-    by_key = {(c["model"], c["task"]): c for c in results.get("checks", [])}
-    rows = []
-    for task, (metric, higher) in results["primary"].items():
-        arrow = "higher better" if higher else "lower better"
-        row = [f"{task} ({metric}, {arrow})"]
-        for label in labels:
-            cell = _fmt(results["models"][label]["metrics"][task][metric])
-            check = by_key.get((label, task))
-            if check:
-                delta = check["degradation"]
-                change = f"{-delta:+.4f}" if check["rule"] == "absolute drop" else f"{delta * 100:+.2f}%"
-                cell += f" ({change}{'' if check['passed'] else ' FAIL'})"
-            row.append(cell)
-        rows.append(row)
-    return header, rows
-
-
-def render_markdown(results: dict[str, Any]) -> str:
-    header, rows = table_rows(results)
-    lines = [
-        "# Tiny eval: bf16 vs quantized",
-        "",
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join("---" for _ in header) + "|",
-        *("| " + " | ".join(r) + " |" for r in rows),
-        "",
-        f"Tolerance {results['tolerance']}: {results['tolerance_rule']}",
-        f"Gate: {'PASSED' if results['passed'] else 'FAILED'}; limit per task: {results['limit']}; "
-        f"bf16 = unquantized model (float32 on CPU).",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def show_results(path: str | os.PathLike[str]) -> str:
-    """The results table as rich-rendered text, for ``nemotron super3 eval --show RESULT``.
-
-    ``path`` is an eval-results artifact directory (holding ``results.json``) or the file itself.
-    """
-    import io
-
-    from rich.console import Console
-    from rich.table import Table
-
-    p = pathlib.Path(path)
-    file = p / RESULTS_JSON if p.is_dir() else p
-    if not file.exists():
-        raise UserError(f"no {RESULTS_JSON} at {p}", hint="pass an eval-results artifact produced by the eval stage")
-    results = json.loads(file.read_text())
-    header, rows = table_rows(results)
-    table = Table(title="bf16 vs quantized (primary metric per task)")
-    for i, col in enumerate(header):
-        table.add_column(col, justify="left" if i == 0 else "right")
-    for row in rows:
-        table.add_row(*row)
-    buf = io.StringIO()
-    console = Console(file=buf, width=140, force_terminal=False, color_system=None)
-    console.print(table)
-    console.print(f"tolerance {results['tolerance']}: {results['tolerance_rule']}")
-    console.print(f"gate: {'PASSED' if results['passed'] else 'FAILED'}")
-    return buf.getvalue()
-
-
-# --------------------------------------------------------------------------------------------------
 # stage entry
 
 
-TOLERANCE_RULE = (
-    "higher-is-better metrics may drop by at most the tolerance (absolute); "
-    "lower-is-better metrics (perplexity) may rise by at most the tolerance (relative)"
-)
+def _ref(artifact: Any, fallback: str) -> str:
+    name, version = getattr(artifact, "name", None), getattr(artifact, "version", None)
+    return f"{name}:v{version}" if name and version else fallback
+
+
+def _stage(artifact: Any, fallback: str) -> str:
+    stage = getattr(getattr(artifact, "run", None), "stage", None)
+    return stage if stage and stage != "unknown" else fallback
+
+
+def _parent(artifact: Any) -> str | None:
+    """``name:vN`` of the model this artifact was made from (its ``model`` input), if recorded."""
+    return (getattr(artifact, "input_slots", None) or {}).get("model")
+
+
+def models_to_evaluate(inputs: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every model of the eval's inputs, in recipe order, each with the label of the model it came from.
+
+    Order: ``pretrain_model``, ``sft_model``, ``model``, then the quantized models. A model's baseline
+    is the evaluated model its lineage names as its ``model`` input, else the model before it (for a
+    quantized model: ``model``). The same artifact given twice is evaluated once.
+    """
+    runs: list[dict[str, Any]] = []
+    seen: dict[str, str] = {}  # ref -> label
+    for slot in COMPARE_SLOTS + ("model",):
+        art = inputs.get(slot)
+        if art is None:
+            continue
+        ref = _ref(art, f"{slot}:{pathlib.Path(art.path).name}")
+        if ref in seen:
+            continue
+        label = _stage(art, "model" if slot == "model" else slot.removesuffix("_model"))
+        if label in {r["label"] for r in runs}:
+            label = f"{label}_{slot}"
+        baseline = seen.get(_parent(art) or "") or (runs[-1]["label"] if runs else None)
+        runs.append(
+            {
+                "label": label,
+                "name": ref,
+                "stage": _stage(art, slot),
+                "path": pathlib.Path(art.path),
+                "baseline": baseline,
+                "quantized": False,
+            }
+        )
+        seen[ref] = label
+    main = runs[-1]["label"]
+    if inputs.get("quantized") is not None:
+        art = inputs["quantized"]
+        ref = _ref(art, "quantized")
+        baseline = seen.get(_parent(art) or "", main)
+        for entry in quantized_models(art):
+            runs.append(
+                {
+                    "label": entry["label"],
+                    "name": f"{ref}/{entry['config']}",
+                    "stage": _stage(art, "quantize"),
+                    "path": entry["path"],
+                    "baseline": baseline,
+                    "quantized": True,
+                }
+            )
+    return runs
 
 
 def run(train_cfg: dict[str, Any], inputs: dict[str, Any], output_dir: pathlib.Path) -> dict[str, Any]:
-    """Evaluate the bf16 model and every quantized model; write results; raise if the gate fails."""
+    """Evaluate every input model; write ``results.json`` / ``results.md``; raise if a model regressed."""
     _offline()
+    from nemotron.node import results as R
     from super3.tiny import model as tiny_model
     from super3.tiny import quantize
 
@@ -332,66 +278,52 @@ def run(train_cfg: dict[str, Any], inputs: dict[str, Any], output_dir: pathlib.P
     output_dir.mkdir(parents=True, exist_ok=True)
     manager = task_manager()
 
-    runs: list[dict[str, Any]] = [{"label": BASELINE, "path": pathlib.Path(inputs["model"].path), "config": None}]
-    if inputs.get("quantized") is not None:
-        runs += quantized_models(inputs["quantized"])
-
-    models: dict[str, Any] = {}
-    raw: dict[str, Any] = {}
-    for entry in runs:
+    models: list[dict[str, Any]] = []
+    primary: dict[str, dict[str, Any]] = {}
+    for entry in models_to_evaluate(inputs):
         t0 = time.monotonic()
-        if entry["label"] == BASELINE:
-            model, tokenizer = tiny_model.load_model(entry["path"])
-        else:
+        if entry["quantized"]:
             model, tokenizer, _ = quantize.load_quantized(entry["path"])
-        raw[entry["label"]] = evaluate(model, tokenizer, tasks, limit=limit, batch_size=batch_size, manager=manager)
-        models[entry["label"]] = {
-            "path": str(entry["path"]),
-            "config": entry.get("config"),
-            "metrics": raw[entry["label"]]["metrics"],
-            "examples": raw[entry["label"]]["examples"],
-            "seconds": round(time.monotonic() - t0, 2),
-        }
-        log.info("%s: %s (%.1fs)", entry["label"], models[entry["label"]]["metrics"], models[entry["label"]]["seconds"])
+        else:
+            model, tokenizer = tiny_model.load_model(entry["path"])
+        raw = evaluate(model, tokenizer, tasks, limit=limit, batch_size=batch_size, manager=manager)
         del model
+        for task in tasks:
+            if task not in primary:
+                metric, higher = primary_metric(task, raw)
+                primary[task] = {"metric": metric, "higher_is_better": higher}
+        seconds = round(time.monotonic() - t0, 2)
+        models.append(
+            R.model_entry(
+                entry["label"],
+                entry["name"],
+                entry["stage"],
+                raw["metrics"],
+                entry["baseline"],
+                path=str(entry["path"]),
+                examples=raw["examples"],
+                seconds=seconds,
+            )
+        )
+        scores = R.primary_scores(models[-1], primary)
+        log.info("evaluated %s (%s): %s in %.1f s", entry["label"], entry["name"], scores, seconds)
 
     import lm_eval
 
-    results: dict[str, Any] = {
-        "tasks": tasks,
-        "limit": limit,
-        "tolerance": tolerance,
-        "tolerance_rule": TOLERANCE_RULE,
-        "primary": {task: primary_metric(task, raw[BASELINE]) for task in tasks},
-        "models": models,
-        "columns": list(models),
-        "lm_eval_version": getattr(lm_eval, "__version__", "unknown"),
-    }
-    results["checks"] = check_tolerance(results, tolerance)
-    results["passed"] = all(c["passed"] for c in results["checks"])
-    results["table"] = {
-        task: {label: m["metrics"][task][metric] for label, m in models.items()}
-        for task, (metric, _) in results["primary"].items()
-    }
-    results["runtime_s"] = round(time.monotonic() - started, 2)
-    write_sorted_json_atomic(output_dir / RESULTS_JSON, results)
-    write_text_atomic(output_dir / RESULTS_MD, render_markdown(results))
-
-    failed = [c for c in results["checks"] if not c["passed"]]
-    if failed:
-        worst = ", ".join(f"{c['model']} {c['task']} {c['metric']} {c['rule']} {c['degradation']:.4g}" for c in failed)
-        raise UserError(
-            f"quantized model(s) exceed eval.tolerance={tolerance}: {worst}",
-            hint=f"see {output_dir / RESULTS_MD}; try a conservative recipe or raise eval.tolerance",
-        )
-    return {
-        "backend": "tiny",
-        "tasks": tasks,
-        "limit": limit,
-        "tolerance": tolerance,
-        "passed": True,
-        "table": results["table"],
-        "primary": {t: m for t, (m, _) in results["primary"].items()},
-        "checks": results["checks"],
-        "runtime_s": results["runtime_s"],
-    }
+    results = R.build_results(
+        models,
+        primary,
+        tolerance,
+        backend="tiny",
+        tasks=tasks,
+        limit=limit,
+        lm_eval_version=getattr(lm_eval, "__version__", "unknown"),
+        runtime_s=round(time.monotonic() - started, 2),
+    )
+    R.write_results(output_dir, results)
+    write_text_atomic(output_dir / RESULTS_MD, R.render_markdown(results, "Tiny eval: every stage's model"))
+    log.info("results:\n%s", R.render_table(results))
+    failure = R.gate_failure(results, output_dir / RESULTS_MD)
+    if failure is not None:
+        raise failure
+    return {"backend": "tiny", "tasks": tasks, "limit": limit, **R.metadata_view(results)}

@@ -127,11 +127,15 @@ def _eval_command(stage: Stage):
             str | None,
             typer.Option("--show", help="Print the results of an eval-results artifact (NAME[:VER])."),
         ] = None,
+        fmt: Annotated[
+            str,
+            typer.Option("--format", help="With --show: table (for people) or json (for scripts)."),
+        ] = "table",
     ) -> None:
         if show:
             from nemotron.launch.results import show_eval_results
 
-            show_eval_results(show)
+            show_eval_results(show, fmt)
             raise typer.Exit(0)
         base(
             ctx, config=config, run=run, batch=batch, dry_run=dry_run,

@@ -125,6 +125,28 @@ def _layer_sources(layer: dict[str, Any], label: str) -> dict[str, str]:
     return {key: label for key in flatten(layer)}
 
 
+FOLLOW_TRAIN_ITERS = ("optimizer.decay_iters", "optimizer.wsd_decay_iters")
+"""Schedule lengths that describe one particular run length: when a later layer changes
+``train.train_iters`` and leaves them alone, they go back to null (= follow ``train_iters``), so a
+shortened run still decays its learning rate instead of inheriting the 25T-token schedule."""
+
+
+def _layer_rank(label: str) -> int:
+    return 0 if label == "default" else 1 if label.startswith("config:") else 2 if label.startswith("profile:") else 3
+
+
+def _follow_train_iters(raw: dict[str, Any], sources: dict[str, str]) -> None:
+    iters_from = sources.get("train.train_iters")
+    if iters_from is None:
+        return
+    flat = flatten(raw)
+    for key in FOLLOW_TRAIN_ITERS:
+        origin = sources.get(key)
+        if origin is not None and flat.get(key) is not None and _layer_rank(origin) < _layer_rank(iters_from):
+            set_dotted(raw, key, None)
+            sources[key] = f"follows train.train_iters ({iters_from})"
+
+
 def load_stage_config(
     stage: Stage,
     config: str | None = None,
@@ -150,6 +172,7 @@ def load_stage_config(
         for key, value in (dotted or {}).items():
             set_dotted(raw, key, value)
             sources[key] = label
+    _follow_train_iters(raw, sources)
     defaults = read_yaml(default_path) if default_path.is_file() else raw
     data = validate_stage_config(stage, raw)
     default_data = validate_stage_config(stage, defaults, check_layout=False)

@@ -20,9 +20,12 @@ def _short(value: Any, width: int = 48) -> str:
 
 
 def config_table(resolved: ResolvedConfig):
+    """The keys that differ from the published defaults, or one line saying none do."""
     from rich.table import Table
 
     rows = resolved.diff()
+    if not rows:
+        return f"[bold]Config '{resolved.name}'[/bold]: the published defaults, no key changed"
     table = Table(title=f"Config '{resolved.name}': {len(rows)} key(s) differ from default", title_justify="left")
     for column in ("key", "default", "value", "set by"):
         table.add_column(column, overflow="fold")
@@ -66,6 +69,18 @@ def resources_table(job: PreparedJob, estimates: list[tuple[str, str]]):
     return table
 
 
+def schedule_warnings(data: dict[str, Any]) -> list[str]:
+    """Learning-rate schedules that cannot do what the user probably meant (training never leaves warmup)."""
+    train, opt = data.get("train") or {}, data.get("optimizer") or {}
+    iters, warmup = train.get("train_iters"), opt.get("warmup_iters") or 0
+    if not iters or not warmup or warmup < iters:
+        return []
+    return [
+        f"optimizer.warmup_iters={warmup} >= train.train_iters={iters}: the learning rate never leaves warmup "
+        f"(set optimizer.warmup_iters to a fraction of the run, e.g. optimizer.warmup_iters={max(1, iters // 10)})"
+    ]
+
+
 def print_plan(resolved: ResolvedConfig, job: PreparedJob, profile: Any, statuses: list[InputStatus]) -> None:
     """Render the plan for one stage on stdout."""
     from rich.panel import Panel
@@ -85,11 +100,17 @@ def print_plan(resolved: ResolvedConfig, job: PreparedJob, profile: Any, statuse
         )
     )
     console.print(config_table(resolved))
+    for warning in schedule_warnings(resolved.data):
+        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
     console.print(artifacts_table(job, statuses))
     console.print(resources_table(job, estimates_for(resolved.stage, resolved.data)))
-    title, script, lexer = execution_preview(job, profile)
+    title, script, _lexer = execution_preview(job, profile)
     console.print(f"[bold]Execution[/bold]: {profile.describe()}")
-    console.print(Panel(Syntax(script, lexer, word_wrap=True), title=title, title_align="left"))
+    # Not in a box and not re-wrapped: the terminal wraps long lines itself, so a copied command keeps
+    # its `\` continuations and runs as shown.
+    console.rule(f"[bold]{title}[/bold]", align="left")
+    console.print(script.rstrip("\n"), markup=False, highlight=False, soft_wrap=True)
+    console.rule()
     library = job.job_dir / "library.yaml"
     if library.is_file():
         console.print(

@@ -150,7 +150,13 @@ STAGES: tuple[Stage, ...] = (
         command=("eval",),
         help="Evaluate a model with NeMo-Evaluator (vLLM deployment + benchmark tasks).",
         script="eval.py",
-        inputs=(Port("model", "model"), Port("quantized", "quantized-model", optional=True)),
+        inputs=(
+            Port("model", "model"),
+            Port("quantized", "quantized-model", optional=True),
+            # earlier stages' models, evaluated side by side; wired only explicitly (pipe step `inputs:`)
+            Port("pretrain_model", "model", optional=True, external=True),
+            Port("sft_model", "model", optional=True, external=True),
+        ),
         output=Port("results", "eval-results"),
     ),
 )
