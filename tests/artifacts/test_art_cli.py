@@ -71,9 +71,11 @@ def test_root_defaults_to_env(chain, registry, tmp_path):
 def test_lineage_tree_and_exports(chain, registry):
     app = _lineage_app()
     root = ["--root", str(registry.root)]
-    tree = _ok(runner.invoke(app, ["lineage", "eval-results", *root], env={"COLUMNS": "250"}))
+    tree = _ok(runner.invoke(app, ["lineage", "eval-results", "--long", *root], env={"COLUMNS": "250"}))
     assert tree.splitlines()[0].startswith("eval-results:v1 @latest (eval-results) ← eval [j8] config hash-j8")
     assert "pretrain-data:v1" in tree and "← data_prep.pretrain [j1]" in tree
+    short = _ok(runner.invoke(app, ["lineage", "eval-results", *root], env={"COLUMNS": "80"}))
+    assert short.splitlines()[0] == "eval-results:v1 ← eval" and "[j1]" not in short
     down = _ok(runner.invoke(app, ["lineage", "pretrain-data:v1", "--down", *root], env={"COLUMNS": "250"}))
     assert down.splitlines()[0].startswith("pretrain-data:v1") and "eval-results:v1" in down
     exported = _ok(runner.invoke(app, ["lineage", "quantized-model", "--format", "json", *root]))

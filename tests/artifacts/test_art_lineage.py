@@ -39,7 +39,7 @@ def test_upstream_graph_of_eval_covers_the_whole_recipe(chain, registry):
 
 
 def test_tree_lines_say_what_where_and_when(chain, registry):
-    text = _text(render_tree(build_graph(registry, "eval-results:latest")))
+    text = _text(render_tree(build_graph(registry, "eval-results:latest"), long=True))
     lines = text.splitlines()
     sft = chain["sft"]
     expected = f"sft-model:v1 @latest (model) ← sft [j5] config hash-j5 {sft.run.created_at[:10]}"
@@ -51,6 +51,17 @@ def test_tree_lines_say_what_where_and_when(chain, registry):
     assert sum("(shown above)" in line for line in lines) >= 1
     assert sum("pretrain-data:v1" in line for line in lines) == 1
     assert node_label(sft).startswith("sft-model:v1 (model) ← sft [j5] config hash-j5 ")
+
+
+def test_short_tree_is_one_line_per_node_at_80_columns(chain, registry):
+    from rich.console import Console
+
+    console = Console(width=80, record=True, color_system=None)
+    console.print(render_tree(build_graph(registry, "eval-results:latest")))
+    lines = console.export_text().splitlines()
+    assert lines[0] == "eval-results:v1 ← eval"
+    assert any(line.endswith("model: rl-rlvr-model:v1 ← rl.rlvr") for line in lines)
+    assert all("←" in line for line in lines), lines  # nothing wrapped onto a second line
 
 
 def test_downstream(chain, registry):

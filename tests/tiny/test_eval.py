@@ -1,5 +1,5 @@
-"""Eval stage of the tiny backend: real lm-eval runs on the local tasks for the bf16 model and its
-quantized versions, the results table, and the tolerance gate."""
+"""Eval stage of the tiny backend: real lm-eval runs on the local tasks for every input model (earlier
+stages' models, the model, its quantized versions), the results table, and the regression gate."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from super3.tiny import model as tiny_model
 from super3.tiny import quantize as Q
 
 from nemotron.errors import UserError
+from nemotron.node import results as R
 
 pytestmark = torch_module_marks()
 
@@ -55,11 +56,14 @@ def test_local_tasks_are_found_offline():
 def test_eval_runs_lm_eval_and_writes_the_table(tmp_path, tiny_model_dir, quantized):
     out = tmp_path / "results"
     meta = E.run(_eval_cfg(), {"model": _art(tiny_model_dir), "quantized": quantized}, out)
-    results = json.loads((out / E.RESULTS_JSON).read_text())
-    assert results["columns"] == ["bf16", "fp8", "nvfp4"]
+    results = R.read_results(out)
+    assert [m["label"] for m in results["models"]] == ["model", "fp8", "nvfp4"]
+    assert [m["baseline"] for m in results["models"]] == [None, "model", "model"]
     assert results["passed"] and meta["passed"]
-    assert meta["table"] == results["table"]
-    for label, m in results["models"].items():
+    table = {t: {m["label"]: v for m, v in zip(results["models"], col, strict=True)} for t, col in _columns(results)}
+    assert meta["scores"]["fp8"]["tiny_prose_ppl"] == table["tiny_prose_ppl"]["fp8"]
+    for m in results["models"]:
+        label = m["label"]
         add, ppl = m["metrics"]["tiny_addition"], m["metrics"]["tiny_prose_ppl"]
         assert 0.0 <= add["exact_match"] <= 1.0, label
         assert 1.0 < ppl["byte_perplexity"] < float("inf") and ppl["bits_per_byte"] > 0, label
@@ -67,14 +71,43 @@ def test_eval_runs_lm_eval_and_writes_the_table(tmp_path, tiny_model_dir, quanti
         assert ex["prompt"].startswith("<|im_start|>user\nWhat is ") and ex["prompt"].endswith(
             "<|im_start|>assistant\n"
         )
-    ppl = results["table"]["tiny_prose_ppl"]
-    assert ppl["fp8"] != ppl["bf16"] and ppl["nvfp4"] != ppl["bf16"]  # the quantizers were active
+    ppl = table["tiny_prose_ppl"]
+    assert ppl["fp8"] != ppl["model"] and ppl["nvfp4"] != ppl["model"]  # the quantizers were active
     assert len(results["checks"]) == 4 and all(c["passed"] for c in results["checks"])
     md = (out / E.RESULTS_MD).read_text()
-    assert "| task (metric) | bf16 | fp8 | nvfp4 |" in md and "tiny_prose_ppl (byte_perplexity" in md
-    shown = E.show_results(out)
-    assert "bf16" in shown and "nvfp4" in shown and "PASSED" in shown
-    assert E.show_results(out / E.RESULTS_JSON) == shown
+    assert "| task (metric) | model | fp8 | nvfp4 |" in md and "tiny_prose_ppl (byte_perplexity" in md
+    shown = R.show_results(out)
+    assert "nvfp4" in shown and "PASSED" in shown
+    scripts = json.loads(R.show_results(out, "json"))
+    assert [m["metrics"]["tiny_prose_ppl"] for m in scripts["models"]] == list(ppl.values())
+
+
+def _columns(results):
+    return [
+        (task, [R.primary_scores(m, results["primary"])[task] for m in results["models"]])
+        for task in results["primary"]
+    ]
+
+
+def test_earlier_models_are_evaluated_side_by_side_and_a_regression_fails(tmp_path, tiny_model_dir):
+    """pretrain -> sft -> model by lineage order; a wrecked later model fails the gate against its parent."""
+    _broken_copy(tiny_model_dir, tmp_path / "wrecked")
+    inputs = {
+        "pretrain_model": _art(tiny_model_dir),
+        "sft_model": _art(tmp_path / "wrecked"),
+        "model": _art(tiny_model_dir),
+    }
+    out = tmp_path / "results"
+    with pytest.raises(UserError, match="eval gate failed"):
+        E.run(_eval_cfg(limit=3), inputs, out)
+    results = R.read_results(out)
+    assert [(m["label"], m["baseline"]) for m in results["models"]] == [
+        ("pretrain", None),
+        ("sft", "pretrain"),
+        ("model", "sft"),
+    ]
+    failed = {(c["model"], c["task"]) for c in results["checks"] if not c["passed"]}
+    assert ("sft", "tiny_prose_ppl") in failed and ("model", "tiny_prose_ppl") not in failed
 
 
 def _broken_copy(src, dst):
@@ -90,14 +123,14 @@ def _broken_copy(src, dst):
 def test_tolerance_gate_fails_on_a_broken_quantized_model(tmp_path, tiny_model_dir):
     _broken_copy(tiny_model_dir, tmp_path / "q" / "broken")
     out = tmp_path / "results"
-    with pytest.raises(UserError, match="exceed eval.tolerance"):
+    with pytest.raises(UserError, match="eval gate failed"):
         E.run(_eval_cfg(limit=4), {"model": _art(tiny_model_dir), "quantized": _art(tmp_path / "q")}, out)
-    results = json.loads((out / E.RESULTS_JSON).read_text())  # written before failing, for inspection
+    results = R.read_results(out)  # written before failing, for inspection
     assert not results["passed"]
     failed = [c for c in results["checks"] if not c["passed"]]
     assert [(c["model"], c["task"]) for c in failed] == [("fp8", "tiny_prose_ppl")]
-    assert failed[0]["degradation"] > 0.05
-    assert "FAIL" in (out / E.RESULTS_MD).read_text() and "FAILED" in E.show_results(out)
+    assert failed[0]["regression"] > 0.05
+    assert "FAIL" in (out / E.RESULTS_MD).read_text() and "FAILED" in R.show_results(out)
 
 
 def test_identical_copy_passes_with_zero_tolerance(tmp_path, tiny_model_dir):
@@ -108,36 +141,7 @@ def test_identical_copy_passes_with_zero_tolerance(tmp_path, tiny_model_dir):
         {"model": _art(tiny_model_dir), "quantized": _art(tmp_path / "q")},
         tmp_path / "r",
     )
-    assert meta["passed"] and all(c["degradation"] == 0 for c in meta["checks"])
-
-
-def _synthetic(em_bf16, em_q, ppl_bf16, ppl_q):
-    return {
-        "primary": {"tiny_addition": ("exact_match", True), "tiny_prose_ppl": ("byte_perplexity", False)},
-        "models": {
-            "bf16": {
-                "metrics": {"tiny_addition": {"exact_match": em_bf16}, "tiny_prose_ppl": {"byte_perplexity": ppl_bf16}}
-            },
-            "fp8": {"metrics": {"tiny_addition": {"exact_match": em_q}, "tiny_prose_ppl": {"byte_perplexity": ppl_q}}},
-        },
-    }
-
-
-@pytest.mark.parametrize(
-    ("em_q", "ppl_q", "passed"),
-    [
-        (0.56, 10.4, [True, True]),  # -0.04 absolute, +4 % relative
-        (0.54, 10.4, [False, True]),  # -0.06 absolute
-        (0.60, 10.6, [True, False]),  # +6 % perplexity
-        (0.90, 5.0, [True, True]),  # better than bf16
-    ],
-)
-def test_tolerance_rules(em_q, ppl_q, passed):
-    checks = E.check_tolerance(_synthetic(0.60, em_q, 10.0, ppl_q), 0.05)
-    assert [c["passed"] for c in checks] == passed
-    assert [c["rule"] for c in checks] == ["absolute drop", "relative increase"]
-    assert checks[0]["degradation"] == pytest.approx(0.60 - em_q)
-    assert checks[1]["degradation"] == pytest.approx(ppl_q / 10.0 - 1)
+    assert meta["passed"] and all(c["regression"] == 0 for c in R.read_results(tmp_path / "r")["checks"])
 
 
 def test_labels_and_errors(tmp_path):
@@ -160,10 +164,10 @@ def test_labels_and_errors(tmp_path):
     with pytest.raises(UserError, match="no quantized model"):
         E.quantized_models(_art(tmp_path / "x" / "missing"))
     with pytest.raises(UserError, match="no results.json"):
-        E.show_results(tmp_path)
+        R.show_results(tmp_path)
 
 
 def test_bf16_only_when_no_quantized_input(tmp_path, tiny_model_dir):
     meta = E.run(_eval_cfg(limit=2), {"model": _art(tiny_model_dir), "quantized": None}, tmp_path / "r")
-    assert meta["passed"] and meta["checks"] == []
-    assert list(meta["table"]["tiny_addition"]) == ["bf16"]
+    assert meta["passed"] and R.read_results(tmp_path / "r")["checks"] == []
+    assert list(meta["scores"]) == ["model"]

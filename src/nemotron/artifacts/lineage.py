@@ -114,8 +114,11 @@ def node_label(art: Artifact) -> str:
     return f"{art.ref} ({art.kind}) ← {run.stage or '?'} [{run.job_id or '-'}] config {config} {short_time(run.created_at)}"
 
 
-def render_tree(graph: LineageGraph):
-    """A ``rich.tree.Tree``; a node reached twice (diamond) is printed once, then referenced."""
+def render_tree(graph: LineageGraph, long: bool = False):
+    """A ``rich.tree.Tree``; a node reached twice (diamond) is printed once, then referenced.
+
+    One short line per node (``slot: name:vN ← stage``) so the tree stays readable at any width;
+    ``long`` adds aliases, kind, job id, config hash and time."""
     from rich.markup import escape
     from rich.tree import Tree
 
@@ -125,6 +128,9 @@ def render_tree(graph: LineageGraph):
             return f"{prefix}[red]{escape(ref)} (missing from the registry)[/]"
         art = graph.nodes[ref]
         run = art.run
+        if not long:
+            text = f"{prefix}[bold cyan]{escape(art.ref)}[/] ← [yellow]{escape(run.stage or '?')}[/]"
+            return text + (" [dim](shown above)[/]" if seen_before else "")
         aliases = f" [magenta]@{escape(','.join(art.aliases))}[/]" if art.aliases else ""
         text = (
             f"{prefix}[bold cyan]{escape(art.ref)}[/]{aliases} [green]({escape(art.kind)})[/] ← "
@@ -220,10 +226,10 @@ def from_json(text: str) -> LineageGraph:
     return LineageGraph.from_dict(json.loads(text))
 
 
-def render(graph: LineageGraph, fmt: str) -> Any:
-    """The graph in ``fmt``: a rich Tree for ``tree``, text for the export formats."""
+def render(graph: LineageGraph, fmt: str, long: bool = False) -> Any:
+    """The graph in ``fmt``: a rich Tree for ``tree`` (``long``: every detail), text for the export formats."""
     if fmt == "tree":
-        return render_tree(graph)
+        return render_tree(graph, long=long)
     if fmt == "json":
         return to_json(graph)
     if fmt == "mermaid":

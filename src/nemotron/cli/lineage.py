@@ -23,6 +23,9 @@ def lineage(
     format: Annotated[
         str, typer.Option("--format", "-f", help="tree (default), or an export: json, mermaid, dot.")
     ] = "tree",
+    long: Annotated[
+        bool, typer.Option("--long", "-l", help="Tree with every detail: aliases, kind, job, config hash, time.")
+    ] = False,
     root: Annotated[
         Path | None,
         typer.Option(
@@ -32,14 +35,14 @@ def lineage(
         ),
     ] = None,
 ) -> None:
-    """Print an artifact's lineage: each node is name:vN (kind) ← stage [job] config hash time."""
+    """Print an artifact's lineage: one line per node, name:vN ← stage (--long adds kind, job, config hash, time)."""
     if format not in FORMATS:
         raise UserError(f"unknown format '{format}'", hint=f"use one of {', '.join(FORMATS)}")
     from nemotron.artifacts.lineage import build_graph, render
     from nemotron.artifacts.registry import Registry, default_root
 
     graph = build_graph(Registry(root or default_root()), ref, down=down)
-    out = render(graph, format)
+    out = render(graph, format, long=long)
     if format == "tree":
         from nemotron.console import make_console
 
