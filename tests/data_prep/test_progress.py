@@ -31,3 +31,13 @@ def test_rich_bar_on_a_tty(monkeypatch) -> None:
     bar.update(100, docs=3, tokens=1234, shards=2)
     bar.close()
     assert "data prep sft" in fake.getvalue() and "tok/s" in fake.getvalue()
+
+
+def test_untokenized_records_are_rated_by_docs(monkeypatch) -> None:
+    """RL prompt prep copies records: no "0 tokens, 0 tok/s" in its log."""
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    bar = Progress("data prep rl", total_bytes=100, total_shards=1, interval=3600)
+    bar.update(100, docs=90, tokens=0, shards=1)
+    bar.close()
+    (line,) = sys.stderr.getvalue().splitlines()
+    assert "90 docs (" in line and "tok" not in line

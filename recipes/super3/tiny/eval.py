@@ -19,16 +19,16 @@ check (``eval.tolerance``; each model against the model it was made from, on the
 from __future__ import annotations
 
 import json
-import logging
 import os
 import pathlib
 import time
 from typing import Any
 
 from nemotron.errors import UserError
+from nemotron.node.logs import get_logger
 from super3.tiny.training import write_text_atomic
 
-log = logging.getLogger(__name__)
+log = get_logger()  # the node logger: its lines reach the job log
 
 TASKS_DIR = pathlib.Path(__file__).resolve().parent / "tasks"
 RESULTS_MD = "results.md"

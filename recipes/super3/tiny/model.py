@@ -8,7 +8,6 @@ HF-field and the on-disk layout live in exactly one place.
 
 from __future__ import annotations
 
-import logging
 import os
 import pathlib
 import shutil
@@ -16,8 +15,9 @@ import tempfile
 from typing import Any
 
 from nemotron.errors import UserError
+from nemotron.node.logs import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger()  # the node logger: its lines reach the job log
 
 # Megatron hybrid-pattern symbol -> HF NemotronH block type.
 PATTERN_TO_BLOCK = {"M": "linear_attention", "E": "moe", "*": "full_attention", "-": "mlp"}
@@ -76,6 +76,12 @@ def build_config(model_section: Any, vocab_size: int | None = None, special_ids:
     from transformers import NemotronHConfig
 
     m = _section(model_section)
+    if vocab_size and m.get("vocab_size") and int(vocab_size) != int(m["vocab_size"]):
+        log.info(
+            "model.vocab_size %s replaced by the tokenizer's %s (the embedding table must fit the tokenizer)",
+            m["vocab_size"],
+            vocab_size,
+        )
     pattern = m.get("hybrid_pattern", "")
     if len(pattern) != m.get("num_layers", len(pattern)):
         raise UserError(

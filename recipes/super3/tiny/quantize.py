@@ -46,7 +46,6 @@ The unquantized model is float32 on CPU; the results call it "bf16" after the re
 from __future__ import annotations
 
 import json
-import logging
 import os
 import pathlib
 import re
@@ -57,9 +56,10 @@ from typing import Any
 
 from nemotron.artifacts.quantized import quantized_entry
 from nemotron.errors import UserError
+from nemotron.node.logs import get_logger
 from super3.tiny.training import write_sorted_json_atomic
 
-log = logging.getLogger(__name__)
+log = get_logger()  # the node logger: its lines reach the job log
 
 TASK_DATA = pathlib.Path(__file__).resolve().parent / "tasks" / "data"
 CALIB_FALLBACK = TASK_DATA / "tiny_prose_calib.jsonl"

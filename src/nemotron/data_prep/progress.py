@@ -85,10 +85,11 @@ class Progress:
         eta = elapsed * (1 - frac) / frac if frac > 0 else float("nan")
         rate = self.tokens / max(elapsed, 1e-9)
         eta_text = _clock(eta) if eta == eta else "?"
+        docs = f"{_human(self.docs)} docs ({_human(self.docs / max(elapsed, 1e-9))}/s)"
+        # stages that copy records without tokenizing (RL prompts) count no tokens: no "0 tokens, 0 tok/s"
+        counted = f"{docs}, {_human(self.tokens)} tokens, {_human(rate)} tok/s" if self.tokens else docs
         return (
-            f"{self.title}: {self.shards}/{self.total_shards} shards, {frac:.1%} of input, "
-            f"{_human(self.docs)} docs ({_human(self.docs / max(elapsed, 1e-9))}/s), "
-            f"{_human(self.tokens)} tokens, {_human(rate)} tok/s, "
+            f"{self.title}: {self.shards}/{self.total_shards} shards, {frac:.1%} of input, {counted}, "
             f"elapsed {_clock(elapsed)}, ETA {eta_text}"
         )
 
