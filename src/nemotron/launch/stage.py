@@ -16,6 +16,18 @@ def select_profile(run_profile: str | None, batch_profile: str | None) -> tuple[
     return (run_profile or batch_profile or "local"), bool(batch_profile)
 
 
+def registry_notice(root: Any) -> str | None:
+    """The line a first submission prints: where its artifacts will go, before anything is written there."""
+    from pathlib import Path
+
+    if Path(root).exists():
+        return None
+    return (
+        f"nemotron: first run with this registry: artifacts go to {root} "
+        "(move it with [artifacts] root in env.toml; list them with `nemotron artifacts ls`)\n"
+    )
+
+
 def launch_stage(
     stage: Stage,
     *,
@@ -89,6 +101,9 @@ def launch_stage(
                 # planning ahead (another profile, upstream stages) is legitimate; submitting now would be refused
                 sys.stderr.write(f"warning: submitting now would fail: {reason}\n")
         return 0
+    notice = registry_notice(env_file.artifacts_root)
+    if notice:
+        sys.stderr.write(notice)
     return _submit([job], profile, detach)
 
 

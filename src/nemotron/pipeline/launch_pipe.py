@@ -164,6 +164,9 @@ def launch_pipe(
             _remove_job_dirs(plan)  # nothing was submitted: leave no job files behind
             raise
     from nemotron.execution.submit import submit
+    from nemotron.launch.stage import registry_notice
+
+    write(registry_notice(env_file.artifacts_root) or "")
 
     write(f"nemotron: {len(plan.jobs)} job(s) prepared in {time.monotonic() - t0:.1f}s\n")
     result = submit(plan.jobs, profile, detach=detach)
