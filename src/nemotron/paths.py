@@ -9,8 +9,21 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-"""The checkout this package runs from (configs/ and recipes/ live here)."""
+PACKAGE_DATA = Path(__file__).resolve().parent / "_data"
+"""configs/ and recipes/ as shipped inside the wheel (pyproject: tool.hatch.build.targets.wheel)."""
+
+
+def _code_root() -> Path:
+    """The checkout around this package (``src/nemotron`` in it), else the data shipped in the wheel."""
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "configs").is_dir() and (checkout / "recipes").is_dir():
+        return checkout
+    return PACKAGE_DATA
+
+
+REPO_ROOT = _code_root()
+"""Where configs/ and recipes/ live: the checkout this package runs from, or, installed from a wheel
+outside a checkout, the package's own ``_data`` copy (job scripts then run from there)."""
 
 CONFIGS_DIR = REPO_ROOT / "configs"
 RECIPES_DIR = REPO_ROOT / "recipes"

@@ -32,8 +32,6 @@ log = get_logger()  # the node logger: its lines reach the job log
 
 TASKS_DIR = pathlib.Path(__file__).resolve().parent / "tasks"
 RESULTS_MD = "results.md"
-COMPARE_SLOTS = ("pretrain_model", "sft_model")
-"""Optional inputs (eval stage ports) holding earlier stages' models, evaluated before ``model``."""
 MAX_LENGTH = 2048  # context window lm-eval uses for rolling log-likelihoods
 
 # task -> (primary metric, lm-eval filter) used for the table and the tolerance gate.
@@ -211,10 +209,14 @@ def models_to_evaluate(inputs: dict[str, Any]) -> list[dict[str, Any]]:
 
     Order: ``pretrain_model``, ``sft_model``, ``model``, then the quantized models. A model's baseline
     is the evaluated model its lineage names as its ``model`` input, else the model before it (for a
-    quantized model: ``model``). The same artifact given twice is evaluated once.
+    quantized model: ``model``); the pretrained model is never one (``REFERENCE_SLOTS``). The same
+    artifact given twice is evaluated once.
     """
+    from nemotron.node.results import COMPARE_SLOTS, REFERENCE_SLOTS
+
     runs: list[dict[str, Any]] = []
     seen: dict[str, str] = {}  # ref -> label
+    references: set[str] = set()
     for slot in COMPARE_SLOTS + ("model",):
         art = inputs.get(slot)
         if art is None:
@@ -226,6 +228,9 @@ def models_to_evaluate(inputs: dict[str, Any]) -> list[dict[str, Any]]:
         if label in {r["label"] for r in runs}:
             label = f"{label}_{slot}"
         baseline = seen.get(_parent(art) or "") or (runs[-1]["label"] if runs else None)
+        baseline = None if baseline in references else baseline
+        if slot in REFERENCE_SLOTS:
+            references.add(label)
         runs.append(
             {
                 "label": label,

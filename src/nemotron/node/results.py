@@ -14,7 +14,8 @@ Format (``format: nemotron-eval-results``, ``version: 1``)::
 ``label`` is the column title (``pretrain``, ``sft``, ``rl.rlvr``, ``fp8``, ``nvfp4``), ``name`` the
 artifact reference (``tiny-sft-model:v3``; a model inside a quantized-model artifact adds
 ``/config``), ``stage`` the stage that made it, and ``baseline`` the label of the evaluated model it
-was made from (its lineage parent) or null. The gate compares every model with its baseline, task by
+was made from (its lineage parent; RL -> SFT, FP8/NVFP4 -> RL) or null (the pretrained model is a
+reference column, see ``REFERENCE_SLOTS``). The gate compares every model with its baseline, task by
 task on the primary metric, in the metric's own direction (``compare``):
 
 - higher-is-better metrics (accuracy, exact match; fractions in [0, 1]) may drop by at most
@@ -44,6 +45,12 @@ TOLERANCE_RULE = (
     "by at most the tolerance (absolute); lower-is-better metrics (perplexity) may rise by at most the tolerance "
     "(relative)"
 )
+COMPARE_SLOTS = ("pretrain_model", "sft_model")
+"""Eval inputs holding earlier stages' models (stage ports), evaluated before ``model``, in this order."""
+REFERENCE_SLOTS = ("pretrain_model",)
+"""Inputs shown for reference but never a baseline: SFT deliberately changes what the model does (chat
+turns instead of raw text; in the tiny chain prose perplexity goes from ~3.6 to ~26), so gating the SFT
+model against its pretrained base would fail every healthy run."""
 LOWER_IS_BETTER_HINTS = ("perplexity", "ppl", "loss", "bits_per_byte", "bpb", "error", "wer")
 """Metric-name fragments meaning lower is better, for evaluators that do not declare a direction."""
 
