@@ -20,7 +20,8 @@ from types import ModuleType
 from typing import Any
 
 from nemotron.errors import UserError
-from nemotron.node.logs import setup_logging
+from nemotron.node import quiet
+from nemotron.node.logs import get_logger, setup_logging
 from nemotron.node.ranks import global_rank, is_rank_zero
 
 NON_SCHEMA_SECTIONS = ("job", "wandb")
@@ -135,6 +136,7 @@ def run_stage(stage_name: str, argv: list[str] | None = None, *, module: str | N
         log.info("input %s = %s:v%s at %s", slot, art.name, art.version, art.path)
     log.info("stage %s (job %s) running %s.run -> %s", job["stage"], job.get("id", "?"), name, output_dir)
     started = time.monotonic()
+    quiet.install()  # known library notices: counted, one summary line each at the end (main)
     metadata = _check_metadata(backend.run(train_cfg, inputs, output_dir), name)
     log.info("%s.run finished in %.1f s", name, time.monotonic() - started)
     if not is_rank_zero():
@@ -152,7 +154,11 @@ def main(stage_name: str, argv: list[str] | None = None, *, module: str | None =
         os.environ.setdefault("TQDM_DISABLE", "1")
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
-        run_stage(stage_name, argv, module=module)
+        try:
+            run_stage(stage_name, argv, module=module)
+        finally:
+            for line in quiet.summary_lines():
+                get_logger().info(line)
     except UserError as err:
         print(f"error: {err.one_line()}", file=sys.stderr, flush=True)
         raise SystemExit(err.exit_code) from None
