@@ -27,3 +27,13 @@ def test_known_notices_collapse_to_one_line_with_a_count(caplog) -> None:
     assert len(lines) == 2  # the unknown warning was shown, not counted
     quiet.reset()
     assert quiet.summary_lines() == []
+
+
+def test_progress_bars_are_off_in_log_files(capsys) -> None:
+    """lm-eval passes disable=False explicitly, which TQDM_DISABLE cannot override."""
+    from tqdm import tqdm
+
+    quiet.install()  # pytest's stderr is not a terminal, like a job log
+    for _ in tqdm(range(3), disable=False, desc="Running loglikelihood requests"):
+        pass
+    assert "Running loglikelihood" not in capsys.readouterr().err

@@ -6,7 +6,8 @@ CUDA runtime is found", deprecation notices from inside ModelOpt and lm-eval) th
 user can act on in this run and bury the lines that matter. Each notice listed in ``KNOWN`` is
 counted instead of printed, by a filter on the logger that emits it and a hook on
 ``warnings.showwarning``; ``summary_lines()`` gives one line per notice seen, which the node runner
-prints when the stage ends. Anything not listed here still prints as before.
+prints when the stage ends. Anything not listed here still prints as before. When stderr is not a
+terminal (a job log), library progress bars are switched off as well.
 """
 
 from __future__ import annotations
@@ -43,6 +44,20 @@ KNOWN: tuple[KnownNotice, ...] = (
         r"torch\.jit\.script` is deprecated", "torch: torch.jit.script is deprecated (called inside a library)"
     ),
     KnownNotice(r"is_gradient_checkpointing", "transformers: a renamed attribute read inside TRL (deprecation notice)"),
+    KnownNotice(
+        r"Custom kwargs can be passed to `--metadata`",
+        "lm-eval: local tasks with a custom loader accept --metadata kwargs (nothing to do)",
+        ("lm_eval.api.task",),
+    ),
+    KnownNotice(
+        r"model kwarg is not of type `str`|Passed an already-initialized model through `pretrained`",
+        "lm-eval: evaluating an already-loaded model object (intended: quantizers stay active)",
+        ("lm_eval.models.huggingface",),
+    ),
+    KnownNotice(
+        r"is not tested with current version of modelopt",
+        "modelopt: the installed transformers is newer than ModelOpt's tested version",
+    ),
 )
 
 _counts: dict[str, int] = {}
@@ -85,6 +100,28 @@ def install() -> None:
         return None
 
     warnings.showwarning = showwarning
+    _no_progress_bars()
+
+
+def _no_progress_bars() -> None:
+    """Job logs are files: a library's tqdm bar there is one huge line of carriage returns and escape
+    codes. ``TQDM_DISABLE`` covers bars that leave ``disable`` at its default; lm-eval passes
+    ``disable=False`` explicitly, so when stderr is not a terminal every bar is turned off here."""
+    import sys
+
+    if sys.stderr.isatty():
+        return
+    try:
+        from tqdm import std
+    except ImportError:
+        return
+    original = std.tqdm.__init__
+
+    def quiet_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs["disable"] = True
+        original(self, *args, **kwargs)
+
+    std.tqdm.__init__ = quiet_init  # type: ignore[method-assign]
 
 
 def summary_lines() -> list[str]:
