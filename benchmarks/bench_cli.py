@@ -5,7 +5,7 @@ repository root with the ``uv`` found on PATH, so uv's own start and environment
 <= 0.30 s median; ``nemotron super3 --help`` and ``nemotron super3 pretrain --help`` through the
 installed entry point <= 0.25 s; ``nemotron super3 pretrain --dry-run`` <= 1.0 s (for a Slurm profile
 the sbatch preview imports NeMo-Run, ~2 s, which is reported separately and excluded from the target).
-The first (untimed) run of each command fills the bytecode cache (``nemotron.cli.bytecode``).
+The first (untimed) run of each command fills the bytecode cache (``nemotron.bytecode``).
 
     uv run python benchmarks/bench_cli.py [--runs 15] [--json out.json]
 """

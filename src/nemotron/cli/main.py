@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-from nemotron.cli.bytecode import enable_bytecode_cache
+from nemotron.bytecode import enable_bytecode_cache
 
 enable_bytecode_cache()  # before the heavy imports below: compile them once, not on every command
 

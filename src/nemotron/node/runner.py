@@ -149,6 +149,9 @@ def run_stage(stage_name: str, argv: list[str] | None = None, *, module: str | N
 
 def main(stage_name: str, argv: list[str] | None = None, *, module: str | None = None) -> None:
     """Entry of ``recipes/super3/<stage>.py``. User errors print one line and exit 2."""
+    from nemotron.bytecode import enable_bytecode_cache
+
+    enable_bytecode_cache()  # before torch & co. are imported: compiled once per user, not per job
     if not sys.stderr.isatty():
         # job logs are files: carriage-return progress bars from libraries only bury the real lines
         os.environ.setdefault("TQDM_DISABLE", "1")

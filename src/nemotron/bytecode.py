@@ -1,13 +1,15 @@
-"""A per-user bytecode cache for the CLI's own process, so startup does not recompile every module.
+"""A per-user bytecode cache for the CLI and node scripts, so a process does not recompile every module.
 
 Why: machines that set ``PYTHONDONTWRITEBYTECODE=1`` (common on shared clusters and CI images) never
 keep ``.pyc`` files, and the package manager no longer compiles them at install time (that made every
 ``uv run`` recompile ~22k files). Then each ``nemotron`` command compiles Typer, Click, Rich and our
-own modules from source again: ~0.1-0.2 s of a ~0.3 s ``--help``.
+own modules from source again: ~0.1-0.2 s of a ~0.3 s ``--help``; a tiny-backend stage compiles
+torch, transformers, TRL and lm-eval again (tens of seconds on a loaded machine).
 
-What: when bytecode writing is off, the entry point points ``sys.pycache_prefix`` at a directory of
-its own (``$NEMOTRON_PYCACHE`` if it names one, else ``$XDG_CACHE_HOME/nemotron/pycache`` or
-``~/.cache/nemotron/pycache``) and turns writing on for this process only. Modules are compiled once
+What: when bytecode writing is off, the entry points (``nemotron``, ``nemotron.node.runner.main``)
+point ``sys.pycache_prefix`` at a directory of their own (``$NEMOTRON_PYCACHE`` if it names one, else
+``$XDG_CACHE_HOME/nemotron/pycache`` or ``~/.cache/nemotron/pycache``) and turn writing on for this
+process only. Modules are compiled once
 into that mirror tree; the source tree, the virtual environment and child processes (which still see
 ``PYTHONDONTWRITEBYTECODE``) are never written to. ``NEMOTRON_PYCACHE=0`` turns this off, and an
 explicit ``PYTHONPYCACHEPREFIX`` is respected as it is. An unwritable cache only costs the speed-up:
