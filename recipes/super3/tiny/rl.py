@@ -306,7 +306,28 @@ def grpo_config(plan: GrpoPlan, ckpt_dir: pathlib.Path):
     )
 
 
-def _progress_callback(plan: GrpoPlan, model: Any, tokenizer: Any, val_rows: list[dict[str, str]], val_curve: list):
+@dataclass
+class BestPolicy:
+    """The policy with the best greedy validation accuracy seen so far (weights kept in memory).
+
+    The published model is this one, not necessarily the last: NeMo-RL's checkpointing keeps the
+    top-k checkpoints by a validation metric (``checkpointing.metric_name``) for the same reason, and
+    a tiny policy's greedy accuracy moves by several points between validations. The tiny model is
+    small enough (~0.7M parameters) to copy; a resumed run starts a new record."""
+
+    accuracy: float = -1.0
+    step: int | None = None
+    state: dict[str, Any] | None = None
+
+    def offer(self, model: Any, accuracy: float | None, step: int) -> None:
+        if accuracy is not None and accuracy >= self.accuracy:  # ties: the later (longer-trained) policy
+            self.accuracy, self.step = accuracy, step
+            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _progress_callback(
+    plan: GrpoPlan, model: Any, tokenizer: Any, val_rows: list[dict[str, str]], val_curve: list, best: BestPolicy
+):
     """A Trainer callback: one plain text line per GRPO step; greedy validation every ``val_period``."""
     from transformers import TrainerCallback
 
@@ -332,6 +353,7 @@ def _progress_callback(plan: GrpoPlan, model: Any, tokenizer: Any, val_rows: lis
                 return
             accuracy = greedy_accuracy(model, tokenizer, val_rows, plan.max_new_tokens)
             val_curve.append({"step": step, "accuracy": accuracy})
+            best.offer(model, accuracy, step)
             print(f"rl step {step}/{plan.max_num_steps} val_accuracy {accuracy:.3f}", flush=True)
 
     return GrpoProgress()
@@ -401,13 +423,14 @@ def run(train_cfg: dict[str, Any], inputs: dict[str, Any], output_dir: pathlib.P
     print(f"rl before: val greedy accuracy {val_before}, p(correct) {_fmt(prob_before)}", flush=True)
 
     val_curve: list[dict[str, Any]] = []
+    best = BestPolicy()
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=[reward_function(plan.env_name, end_token_ids=ends)],
         args=grpo_config(plan, ckpt_dir),
         train_dataset=dataset,
         processing_class=tokenizer,
-        callbacks=[_progress_callback(plan, model, tokenizer, val_rows, val_curve)],
+        callbacks=[_progress_callback(plan, model, tokenizer, val_rows, val_curve, best)],
     )
     trainer.remove_callback(PrinterCallback)
     resume = _resume_from(train_cfg, ckpt_dir)
@@ -422,6 +445,12 @@ def run(train_cfg: dict[str, Any], inputs: dict[str, Any], output_dir: pathlib.P
 
     model = trainer.model
     val_after = greedy_accuracy(model, tokenizer, val_rows, plan.max_new_tokens)
+    last_step = trainer.state.global_step // plan.optimizer_steps_per_grpo_step
+    best.offer(model, val_after, last_step)
+    if best.state is not None and best.step != last_step:
+        model.load_state_dict(best.state)
+        print(f"rl publishes the step-{best.step} policy (best val accuracy {best.accuracy:.3f})", flush=True)
+        val_after = best.accuracy
     prob_after = {"train": answer_probability(model, tokenizer, train_rows)}
     prob_after["val"] = answer_probability(model, tokenizer, val_rows)
     print(f"rl after: val greedy accuracy {val_after}, p(correct) {_fmt(prob_after)}", flush=True)
@@ -447,6 +476,7 @@ def run(train_cfg: dict[str, Any], inputs: dict[str, Any], output_dir: pathlib.P
         "val_p_correct_before": prob_before["val"],
         "val_p_correct_after": prob_after["val"],
         "num_val_prompts": len(val_rows),
+        "published_step": best.step if best.state is not None else len(rewards),
         "num_train_prompts": len(train_rows),
         "resumed_from": resume,
         "train_s": round(train_seconds, 1),
