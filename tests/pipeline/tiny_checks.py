@@ -61,6 +61,11 @@ def check_learning(registry: Registry) -> dict[str, float]:
     assert sft["masked_loss_after"] < 0.5 * sft["masked_loss_before"], sft
     assert rl["reward_last"] > rl["reward_first"], rl
     assert ev["passed"] is True, ev
+    from nemotron.node.results import read_results
+
+    results = read_results(registry.get("tiny-eval-results:latest").path)  # every stage's model, side by side
+    assert [m["label"] for m in results["models"]] == ["pretrain", "sft", "rl.rlvr", "fp8", "nvfp4"], results
+    assert [m["baseline"] for m in results["models"]] == [None, None, "sft", "rl.rlvr", "rl.rlvr"]
     return {
         "pretrain_loss": (pre["initial_train_loss"], pre["final_train_loss"]),
         "sft_masked_loss": (sft["masked_loss_before"], sft["masked_loss_after"]),

@@ -322,7 +322,9 @@ def test_grpo_raises_reward(warm, tmp_path, seed, capsys):
     assert meta["reward_last"] == pytest.approx(sum(curve[-w:]) / w)
     assert 0.0 <= meta["val_accuracy_before"] <= 1.0 and 0.0 <= meta["val_accuracy_after"] <= 1.0
     assert [v["step"] for v in metrics["val_curve"]] == [20, 40]
-    assert metrics["val_curve"][-1]["accuracy"] == meta["val_accuracy_after"]
+    # the published policy is the best validated one (ties: the later); its accuracy is what is reported
+    assert meta["val_accuracy_after"] == max(v["accuracy"] for v in metrics["val_curve"])
+    assert meta["published_step"] in (20, 40)
 
     # one plain log line per GRPO step
     logged = [
@@ -368,3 +370,21 @@ def test_run_rejects_missing_inputs(tmp_path):
 
     with pytest.raises(UserError, match="'data' input"):
         rl.run(_train_cfg(1), {"model": types.SimpleNamespace(path=tmp_path, metadata={})}, tmp_path / "out")
+
+
+def test_best_policy_keeps_the_best_validated_weights():
+    import torch
+    from super3.tiny.rl import BestPolicy
+
+    layer = torch.nn.Linear(2, 2)
+    best = BestPolicy()
+    with torch.no_grad():
+        layer.weight.fill_(1.0)
+        best.offer(layer, 0.3, 10)
+        layer.weight.fill_(2.0)
+        best.offer(layer, 0.2, 20)  # worse: not kept
+        assert best.step == 10 and float(best.state["weight"][0, 0]) == 1.0
+        layer.weight.fill_(3.0)
+        best.offer(layer, 0.3, 30)  # a tie: the later, longer-trained policy wins
+        best.offer(layer, None, 40)  # no validation prompts: nothing to judge
+    assert best.step == 30 and float(best.state["weight"][0, 0]) == 3.0
