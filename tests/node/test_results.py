@@ -69,3 +69,25 @@ def test_directions_guessed_from_names_when_undeclared():
     assert R.higher_is_better("acc") and R.higher_is_better("pass@1/micro")
     assert not R.higher_is_better("word_perplexity") and not R.higher_is_better("bits_per_byte")
     assert R.higher_is_better("loss", declared=True)
+
+
+def test_per_task_tolerances():
+    """Each task on its own scale: 11 points of accuracy fail at 0.05, +12 % perplexity passes at 0.15."""
+    models = [_model("sft", 0.48, 27.0), _model("rl", 0.37, 30.24, "sft")]
+    results = R.build_results(models, PRIMARY, {"add": 0.05, "ppl": 0.15})
+    assert [(c["task"], c["tolerance"], c["passed"]) for c in results["checks"]] == [
+        ("add", 0.05, False),
+        ("ppl", 0.15, True),
+    ]
+    assert R.tolerance_for({"default": 0.2}, "anything") == 0.2
+    assert "tolerance add 0.05, ppl 0.15" in R.render_table(results)
+
+
+def test_tolerance_schema_takes_a_number_or_a_mapping():
+    from pydantic import ValidationError
+
+    from nemotron.config.schemas.eval import EvalSection
+
+    assert EvalSection(tasks=["a"], tolerance={"a": 0.1}).tolerance == {"a": 0.1}
+    with pytest.raises(ValidationError):
+        EvalSection(tasks=["a"], tolerance={"a": -1})

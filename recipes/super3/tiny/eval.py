@@ -275,7 +275,7 @@ def run(train_cfg: dict[str, Any], inputs: dict[str, Any], output_dir: pathlib.P
         raise UserError("eval.tasks is empty", hint=f"tiny tasks: {', '.join(PRIMARY_METRICS)}")
     limit = section.get("limit")
     batch_size = int(section.get("batch_size") or 8)
-    tolerance = float(section.get("tolerance", 0.05))
+    tolerance = section.get("tolerance", 0.05)  # a number or {task: number}
     if inputs.get("model") is None:
         raise UserError("the eval stage needs a model input", hint="set run.model to a tiny model artifact")
     tiny_model.set_threads()

@@ -95,8 +95,20 @@ def compare(value: float, baseline: float, higher: bool, tolerance: float) -> di
     return {"rule": rule, "regression": regression, "passed": bool(passed)}
 
 
+Tolerance = float | dict[str, float]
+"""``eval.tolerance``: one number for every task, or ``{task: number}`` (tasks have their own scales:
+an accuracy in points, a perplexity as a ratio); a task missing from the mapping uses ``default``."""
+
+
+def tolerance_for(tolerance: Tolerance, task: str) -> float:
+    """The tolerance that applies to ``task``."""
+    if isinstance(tolerance, dict):
+        return float(tolerance.get(task, tolerance.get("default", 0.0)))
+    return float(tolerance)
+
+
 def check_regressions(
-    models: list[dict[str, Any]], primary: dict[str, dict[str, Any]], tolerance: float
+    models: list[dict[str, Any]], primary: dict[str, dict[str, Any]], tolerance: Tolerance
 ) -> list[dict[str, Any]]:
     """One check per (model with a baseline, task both report)."""
     by_label = {m["label"]: m for m in models}
@@ -111,7 +123,8 @@ def check_regressions(
             ref = base["metrics"].get(task, {}).get(metric)
             if value is None or ref is None:
                 continue
-            result = compare(float(value), float(ref), bool(spec["higher_is_better"]), tolerance)
+            allowed = tolerance_for(tolerance, task)
+            result = compare(float(value), float(ref), bool(spec["higher_is_better"]), allowed)
             checks.append(
                 {
                     "model": model["label"],
@@ -120,7 +133,7 @@ def check_regressions(
                     "metric": metric,
                     "value": float(value),
                     "baseline_value": float(ref),
-                    "tolerance": tolerance,
+                    "tolerance": allowed,
                     **result,
                 }
             )
@@ -128,7 +141,7 @@ def check_regressions(
 
 
 def build_results(
-    models: list[dict[str, Any]], primary: dict[str, dict[str, Any]], tolerance: float, **extra: Any
+    models: list[dict[str, Any]], primary: dict[str, dict[str, Any]], tolerance: Tolerance, **extra: Any
 ) -> dict[str, Any]:
     """The whole results document, gate included."""
     labels = [m["label"] for m in models]
@@ -163,9 +176,12 @@ def gate_failure(results: dict[str, Any], where: str | Path) -> UserError | None
     failed = [c for c in results["checks"] if not c["passed"]]
     if not failed:
         return None
-    worst = "; ".join(f"{c['model']} vs {c['baseline']} {c['task']} {c['metric']} {describe_change(c)}" for c in failed)
+    worst = "; ".join(
+        f"{c['model']} vs {c['baseline']} {c['task']} {c['metric']} {describe_change(c)} (tolerance {c['tolerance']})"
+        for c in failed
+    )
     return UserError(
-        f"eval gate failed (tolerance {results['tolerance']}): {worst}",
+        f"eval gate failed: {worst}",
         hint=f"see {where}; fix the regressing stage or raise eval.tolerance",
     )
 
@@ -261,6 +277,12 @@ def describe_change(check: dict[str, Any]) -> str:
     return f"{check['regression'] * 100:+.2f}%"
 
 
+def _tolerance_text(tolerance: Tolerance) -> str:
+    if isinstance(tolerance, dict):
+        return ", ".join(f"{task} {value}" for task, value in tolerance.items())
+    return str(tolerance)
+
+
 def _fmt(value: float | None) -> str:
     if value is None:
         return "-"
@@ -308,7 +330,7 @@ def render_table(results: dict[str, Any]) -> str:
     for model in results["models"]:
         made_from = f", compared with {model['baseline']}" if model.get("baseline") else ""
         lines.append(f"{model['label']}: {model['name']} (stage {model['stage']}{made_from})")
-    lines.append(f"tolerance {results['tolerance']}: {results['tolerance_rule']}")
+    lines.append(f"tolerance {_tolerance_text(results['tolerance'])}: {results['tolerance_rule']}")
     lines.append(f"gate: {'PASSED' if results['passed'] else 'FAILED'}")
     return "\n".join(lines)
 
@@ -319,7 +341,7 @@ def render_markdown(results: dict[str, Any], title: str = "Eval results") -> str
     lines = [f"# {title}", "", "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     lines += ["", *(f"- {m['label']}: {m['name']} (stage {m['stage']})" for m in results["models"]), ""]
-    lines += [f"Tolerance {results['tolerance']}: {results['tolerance_rule']}", ""]
+    lines += [f"Tolerance {_tolerance_text(results['tolerance'])}: {results['tolerance_rule']}", ""]
     lines += [f"Gate: {'PASSED' if results['passed'] else 'FAILED'}", ""]
     return "\n".join(lines)
 
