@@ -41,7 +41,8 @@ DryRunOpt = Annotated[
     typer.Option(
         "-d",
         "--dry-run",
-        help="Print the plan (config diff, sbatch script, resources) and submit nothing.",
+        help="Print the plan (config diff, artifacts, resources; the sbatch script with a Slurm profile, "
+        "else the local command) and submit nothing.",
         rich_help_panel=RUN_PANEL,
     ),
 ]
