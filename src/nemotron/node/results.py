@@ -273,8 +273,8 @@ def scripts_view(results: dict[str, Any]) -> dict[str, Any]:
 def describe_change(check: dict[str, Any]) -> str:
     """``-0.1100`` (absolute) or ``+166.67%`` (relative), as a person reads the regression."""
     if check["rule"] == "absolute drop":
-        return f"{-check['regression']:+.4f}"
-    return f"{check['regression'] * 100:+.2f}%"
+        return f"{0.0 - check['regression']:+.4f}".replace("-0.0000", "+0.0000")
+    return f"{check['regression'] * 100:+.2f}%".replace("-0.00%", "+0.00%")
 
 
 def _tolerance_text(tolerance: Tolerance) -> str:
