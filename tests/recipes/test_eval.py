@@ -10,7 +10,7 @@ import yaml
 from super3.megatron import eval as ev
 
 from nemotron.errors import UserError
-from nemotron.node.results import parse_results_yml, show_results
+from nemotron.node.results import RESULTS_FILE, parse_results_yml, read_results, show_results
 
 from .recipes_support import artifact, hf_model, load_reference, resolved_config, tree_problems
 
@@ -88,8 +88,10 @@ def test_results_parse_and_tolerance_checks(tmp_path):
     write_results(Path(plan[1]["results_dir"]) / "i" / "results.yml", {"hellaswag": 0.79, "adlr_mmlu": 0.695})
     write_results(Path(plan[2]["results_dir"]) / "i" / "results.yml", {"hellaswag": 0.70, "adlr_mmlu": 0.69})
     summary = ev.summarize(plan, tolerance=0.02)
-    assert summary["models"]["model"] == {"hellaswag": {"acc": 0.80}, "adlr_mmlu": {"acc": 0.70}}
-    failed = [(c["model"], c["task"]) for c in summary["checks"] if not c["ok"]]
+    assert summary["models"][0]["metrics"] == {"hellaswag": {"acc": 0.80}, "adlr_mmlu": {"acc": 0.70}}
+    assert [m["baseline"] for m in summary["models"]] == [None, "model", "model"]
+    assert summary["passed"] is False
+    failed = [(c["model"], c["task"]) for c in summary["checks"] if not c["passed"]]
     assert failed == [("mamba_moe_nvfp4_conservative", "hellaswag")]
     assert len(summary["checks"]) == 4
 
@@ -117,21 +119,50 @@ def test_run_writes_summary_and_show_renders_it(tmp_path, monkeypatch):
 
     monkeypatch.setattr(ev, "_launch", fake_launch)
     meta = ev.run(cfg, {"model": hf_model(tmp_path / "model")}, out)
-    assert meta["scores"] == {"model": {"hellaswag": 0.81, "openbookqa": 0.5}} and meta["quantization_ok"] is True
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["format"] == "nemo-evaluator"
+    assert meta["scores"] == {"model": {"hellaswag": 0.81, "openbookqa": 0.5}} and meta["passed"] is True
+    results = read_results(out)
+    assert results["models"][0]["name"] == "sft-model:v1" and (out / RESULTS_FILE).is_file()
     text = show_results(out)
-    assert "hellaswag" in text and "0.8100" in text and text.splitlines()[0].split() == ["task", "model"]
+    assert "0.8100" in text and text.splitlines()[0].split() == ["task", "(metric)", "model"]
+    assert json.loads(show_results(out, "json"))["models"] == [
+        {"name": "sft-model:v1", "stage": "unknown", "metrics": {"hellaswag": 0.81, "openbookqa": 0.5}}
+    ]
     monkeypatch.setattr(ev, "_launch", lambda plan, poll_seconds: None)
     with pytest.raises(RuntimeError, match="no results"):
         ev.run(cfg, {"model": hf_model(tmp_path / "model")}, tmp_path / "empty")
 
 
-def test_show_reads_raw_results_and_rejects_unknown_dirs(tmp_path):
+def test_earlier_stages_are_evaluated_first_and_gated_against_each_other(tmp_path, monkeypatch):
+    cfg = _eval_cfg(tmp_path)
+    inputs = {
+        "pretrain_model": hf_model(tmp_path / "p", "pretrain-model"),
+        "sft_model": hf_model(tmp_path / "s", "sft-model"),
+        "model": hf_model(tmp_path / "r", "rl-model"),
+    }
+    scores = {"pretrain": 0.30, "sft": 0.60, "model": 0.50}
+
+    def fake_launch(plan, poll_seconds):
+        for entry in plan:
+            write_results(Path(entry["results_dir"]) / "x" / "results.yml", {"hellaswag": scores[entry["label"]]})
+
+    monkeypatch.setattr(ev, "_launch", fake_launch)
+    with pytest.raises(UserError, match="eval gate failed.*model vs sft hellaswag acc -0.1000"):
+        ev.run(cfg, inputs, tmp_path / "out")
+    results = read_results(tmp_path / "out")
+    assert [(m["label"], m["baseline"]) for m in results["models"]] == [
+        ("pretrain", None),
+        ("sft", None),  # the pretrained model is a reference column, never a baseline
+        ("model", "sft"),
+    ]
+
+
+def test_show_rejects_dirs_without_results(tmp_path):
     write_results(tmp_path / "raw" / "a" / "artifacts" / "results.yml", {"ifeval": 0.6})
-    assert "ifeval" in show_results(tmp_path / "raw")
+    with pytest.raises(UserError, match="no results.json"):
+        show_results(tmp_path / "raw")
     (tmp_path / "other").mkdir()
-    with pytest.raises(UserError):
+    (tmp_path / "other" / RESULTS_FILE).write_text('{"format": "nemo-evaluator"}')
+    with pytest.raises(UserError, match="not a nemotron-eval-results"):
         show_results(tmp_path / "other")
     with pytest.raises(UserError, match="does not exist"):
         show_results(tmp_path / "missing")

@@ -10,24 +10,26 @@ Execution: the launcher's Slurm executor (``execution: slurm/default``). The lau
 executor runs the vLLM and harness containers with Docker, which compute nodes do not have; the
 Slurm executor submits one job that deploys vLLM and runs each harness with pyxis containers. This
 stage is the driver: it submits through ``launcher.hostname``, waits for the invocation to finish,
-then reads the ``results.yml`` files from the shared output directory into ``summary.json``, with a
-check that every quantized model stays within ``eval.tolerance`` of the model it came from.
+then reads the ``results.yml`` files from the shared output directory into ``results.json``, the
+project's one eval-results format (``nemotron.node.results``), whose gate checks that every model
+stays within ``eval.tolerance`` of the model it came from (direction-aware). Earlier stages' models
+given as ``pretrain_model`` / ``sft_model`` are evaluated first, side by side.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from nemotron.errors import UserError
+from nemotron.node import results as R
 from nemotron.node.logs import get_logger
-from nemotron.node.results import SUMMARY_FILE, SUMMARY_FORMAT, collect_results, primary_score
 from super3.megatron.common import locate_model, require
 
 LAUNCHER = "nemo-evaluator-launcher"
 BASELINE = "model"
+COMPARE_SLOTS, REFERENCE_SLOTS = R.COMPARE_SLOTS, R.REFERENCE_SLOTS  # label: the slot less ``_model``
 CHECKPOINT_MOUNT = "/checkpoint"  # where the launcher mounts checkpoint_path in its containers (deployment/vllm.yaml)
 
 # Serving per precision, from the evaluator's Super example (NVIDIA-NeMo/Evaluator nemo-evaluator-launcher-v0.2.4
@@ -79,6 +81,12 @@ def _targets(inputs: dict[str, Any]) -> list[tuple[str, Path]]:
     if "model" not in inputs:
         raise UserError("eval needs run.model")
     out: list[tuple[str, Path]] = []
+    for slot in COMPARE_SLOTS:
+        if inputs.get(slot) is not None:
+            compare_hf = locate_model(inputs[slot]).hf
+            if compare_hf is None:
+                raise UserError(f"run.{slot} {inputs[slot].ref} has no Hugging Face export to serve with vLLM")
+            out.append((slot.removesuffix("_model"), compare_hf))
     hf = locate_model(inputs["model"]).hf
     if hf is None:
         model = inputs["model"]
@@ -88,8 +96,9 @@ def _targets(inputs: dict[str, Any]) -> list[tuple[str, Path]]:
     if quantized is not None:
         from nemotron.artifacts.quantized import quantized_exports
 
+        first = len(out)
         out += [(export.config, export.path) for export in quantized_exports(quantized)]
-        if len(out) == 1:
+        if len(out) == first:
             qhf = locate_model(quantized).hf
             if qhf is None:
                 raise UserError(f"run.quantized {quantized.name}:v{quantized.version} has no HF export")
@@ -165,17 +174,25 @@ def build_eval_plan(train_cfg: dict[str, Any], inputs: dict[str, Any], output_di
     """Per evaluated model: label, checkpoint, launcher config, where it is written and where results land."""
     output_dir = Path(output_dir)
     plan = []
+    previous: str | None = None  # the model each one was made from: the one before it in recipe order
     for label, checkpoint in _targets(inputs):
         results_dir = output_dir / label
+        slot = f"{label}_model" if f"{label}_model" in COMPARE_SLOTS else BASELINE
+        quantized = label != BASELINE and slot == BASELINE
+        art = inputs["quantized"] if quantized else inputs[slot]
         plan.append(
             {
                 "label": label,
+                "name": f"{art.ref}/{label}" if quantized else art.ref,
+                "stage": art.run.stage,
+                "baseline": BASELINE if quantized else previous,
                 "checkpoint": str(checkpoint),
                 "config_path": str(output_dir / "launcher" / f"{label}.yaml"),
                 "results_dir": str(results_dir),
                 "config": launcher_config(train_cfg, label, checkpoint, results_dir),
             }
         )
+        previous = previous if quantized or slot in REFERENCE_SLOTS else label
     return plan
 
 
@@ -189,30 +206,16 @@ def inner_commands(train_cfg: dict[str, Any], output_dir: str | Path) -> list[li
     return [launcher_command(Path(output_dir) / "launcher" / f"{label}.yaml") for label in labels]
 
 
-def summarize(plan: list[dict[str, Any]], tolerance: float) -> dict[str, Any]:
-    """Scores per model and task from the results on disk, plus the quantized-vs-baseline checks."""
-    models = {entry["label"]: collect_results(entry["results_dir"]) for entry in plan}
-    checks = []
-    base = models.get(BASELINE, {})
-    for label, per_task in models.items():
-        if label == BASELINE:
-            continue
-        for task, scores in sorted(per_task.items()):
-            ref, value = primary_score(base.get(task, {})), primary_score(scores)
-            if ref is None or value is None:
-                continue
-            drop = ref - value
-            checks.append(
-                {
-                    "model": label,
-                    "baseline": BASELINE,
-                    "task": task,
-                    "drop": drop,
-                    "tolerance": tolerance,
-                    "ok": drop <= tolerance,
-                }
-            )
-    return {"format": SUMMARY_FORMAT, "models": models, "checks": checks}
+def summarize(plan: list[dict[str, Any]], tolerance: R.Tolerance) -> dict[str, Any]:
+    """The results document (``nemotron.node.results``) from the ``results.yml`` files on disk.
+
+    The evaluator names no main metric, so each task is judged by its first, direction by name.
+    """
+    models = [
+        R.model_entry(e["label"], e["name"], e["stage"], R.collect_results(e["results_dir"]), e["baseline"])
+        for e in plan
+    ]
+    return R.build_results(models, R.first_metric_primary(models), tolerance, backend="megatron")
 
 
 def _write_yaml(data: dict[str, Any], path: Path) -> None:
@@ -259,15 +262,11 @@ def run(train_cfg: dict[str, Any], inputs: dict[str, Any], output_dir: Path) -> 
     for entry in plan:
         _write_yaml(entry["config"], Path(entry["config_path"]))
     _launch(plan, train_cfg["launcher"]["poll_seconds"])
-    summary = summarize(plan, train_cfg["eval"]["tolerance"])
-    if not any(summary["models"].values()):
+    results = summarize(plan, train_cfg["eval"]["tolerance"])
+    if not any(m["metrics"] for m in results["models"]):
         raise RuntimeError(f"the evaluator wrote no results under {output_dir}; nothing to publish")
-    tmp = output_dir / (SUMMARY_FILE + ".tmp")
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, output_dir / SUMMARY_FILE)
-    return {
-        "format": SUMMARY_FORMAT,
-        "tasks": list(train_cfg["eval"]["tasks"]),
-        "scores": {label: {t: primary_score(s) for t, s in per.items()} for label, per in summary["models"].items()},
-        "quantization_ok": all(c["ok"] for c in summary["checks"]),
-    }
+    path = R.write_results(output_dir, results)
+    failure = R.gate_failure(results, path)
+    if failure is not None:
+        raise failure
+    return {"tasks": list(train_cfg["eval"]["tasks"]), **R.metadata_view(results)}
