@@ -448,7 +448,11 @@ def run(train_cfg: dict[str, Any], inputs: dict[str, Any], output_dir: pathlib.P
     train_seconds = time.monotonic() - train_started
 
     model = trainer.model
+    # "after" is the trained policy (what GRPO did); the published one may be an earlier, better-validated one
     val_after = greedy_accuracy(model, tokenizer, val_rows, plan.max_new_tokens)
+    prob_after = {"train": answer_probability(model, tokenizer, train_rows)}
+    prob_after["val"] = answer_probability(model, tokenizer, val_rows)
+    print(f"rl after: val greedy accuracy {val_after}, p(correct) {_fmt(prob_after)}", flush=True)
     last_step = trainer.state.global_step // plan.optimizer_steps_per_grpo_step
     best.offer(model, val_after, last_step)
     if best.state is not None and best.step != last_step:
@@ -461,10 +465,6 @@ def run(train_cfg: dict[str, Any], inputs: dict[str, Any], output_dir: pathlib.P
             )
         else:
             print(f"rl publishes the step-{best.step} policy (best val accuracy {best.accuracy:.3f})", flush=True)
-        val_after = best.accuracy
-    prob_after = {"train": answer_probability(model, tokenizer, train_rows)}
-    prob_after["val"] = answer_probability(model, tokenizer, val_rows)
-    print(f"rl after: val greedy accuracy {val_after}, p(correct) {_fmt(prob_after)}", flush=True)
     save_model(model, tokenizer, output_dir / "hf")
 
     curve = reward_curve(trainer.state.log_history, plan.optimizer_steps_per_grpo_step)
@@ -487,7 +487,8 @@ def run(train_cfg: dict[str, Any], inputs: dict[str, Any], output_dir: pathlib.P
         "val_p_correct_before": prob_before["val"],
         "val_p_correct_after": prob_after["val"],
         "num_val_prompts": len(val_rows),
-        "published_step": best.step if best.state is not None else len(rewards),
+        "published_step": best.step if best.state is not None else last_step,
+        "published_val_accuracy": best.accuracy if best.state is not None else val_after,
         "num_train_prompts": len(train_rows),
         "resumed_from": resume,
         "train_s": round(train_seconds, 1),
