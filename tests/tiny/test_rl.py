@@ -341,8 +341,8 @@ def test_grpo_raises_reward(warm, tmp_path, seed, capsys):
     published, tokenizer = tiny_model.load_model(out / "hf")
     assert tokenizer.apply_chat_template([{"role": "user", "content": "x"}], tokenize=False)
     del published
-    last = max((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    trained, tokenizer = tiny_model.load_model(last)
+    newest = max((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    trained, tokenizer = tiny_model.load_model(newest)
     p1 = p_correct(trained, tokenizer, warm.rows)
     print(
         f"seed {seed}: reward {first:.3f} -> {last:.3f} (first/last {WINDOW} steps), p(correct) {warm.p0:.3f} -> {p1:.3f}"
