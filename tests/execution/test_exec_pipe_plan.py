@@ -32,17 +32,15 @@ def steps(names: list[str] = TINY) -> list[PipeStep]:
 class Resolver:
     """Stands in for config loading: output name + a hash that changes with per-stage 'overrides'."""
 
-    def __init__(self, changed: dict[str, str] | None = None, requested: dict[str, set[str]] | None = None) -> None:
+    def __init__(self, changed: dict[str, str] | None = None) -> None:
         self.changed = changed or {}
-        self.requested = requested or {}
         self.calls: list[str] = []
 
     def __call__(self, step: PipeStep) -> StageInfo:
         name = step.stage.name
         self.calls.append(name)
         digest = hashlib.sha256(f"{name}:{self.changed.get(name, '')}".encode()).hexdigest()
-        requested = frozenset(self.requested.get(name, set()))
-        return StageInfo(output_name=f"t-{name.replace('.', '-')}", config_hash=digest, requested=requested)
+        return StageInfo(output_name=f"t-{name.replace('.', '-')}", config_hash=digest)
 
 
 def execute(plan, registry: Registry, tmp_path: Path) -> None:
@@ -94,13 +92,8 @@ def test_each_input_is_fed_by_the_nearest_earlier_producer() -> None:
     assert wiring["sft"] == {"model": "pretrain", "data": "data_prep.sft"}
     assert wiring["rl.rlvr"] == {"model": "sft", "data": "data_prep.rl"}
     assert wiring["quantize"] == {"model": "rl.rlvr", "calib": "data_prep.sft"}
-    # comparison ports name their producer: the SFT model is not rl's output although both are "model"
-    assert wiring["eval"] == {
-        "model": "rl.rlvr",
-        "quantized": "quantize",
-        "pretrain_model": "pretrain",
-        "sft_model": "sft",
-    }
+    # the comparison ports (earlier stages' models) are external: wired only explicitly
+    assert wiring["eval"] == {"model": "rl.rlvr", "quantized": "quantize"}
     full = wire(list(STAGES))
     assert full["rl.rlvr2"]["model"] == "rl.rlvr" and full["rl.rlvr3"]["model"] == "rl.rlvr2"
     assert full["rl.swe1"]["model"] == "rl.rlvr3"
@@ -138,9 +131,9 @@ def test_first_run_runs_everything_with_experiment_aliases(registry: Registry) -
     assert [j.job_id for j in plan.jobs] == [f"E--{n}" for n in TINY]
 
 
-def test_comparison_inputs_are_fed_only_when_the_config_asks(registry: Registry) -> None:
-    asked = Resolver(requested={"eval": {"model", "sft_model", "pretrain_model"}})
-    plan = plan_pipe(steps(), asked, registry, experiment_id="E")
+def test_tiny_pipe_feeds_every_stage_model_to_eval(registry: Registry) -> None:
+    _, tiny = load_pipe("tiny")
+    plan = plan_pipe(tiny, Resolver(), registry, experiment_id="E")
     ev = next(s for s in plan.stages if s.name == "eval")
     assert ev.inputs["sft_model"] == "t-sft:exp-E" and ev.inputs["pretrain_model"] == "t-pretrain:exp-E"
     assert {"sft", "pretrain"} <= set(ev.depends_on)
