@@ -25,7 +25,8 @@ def test_every_stage_default_and_named_config_validates() -> None:
 
 def test_every_stage_has_a_tiny_config_in_the_tiny_pipe() -> None:
     pipe = yaml.safe_load((Path(__file__).resolve().parents[2] / "configs/super3/pipe/tiny.yaml").read_text())
-    for name in pipe["stages"]:
+    for entry in pipe["stages"]:
+        name = entry["stage"] if isinstance(entry, dict) else entry
         resolved = load_stage_config(get_stage(name), "tiny")
         assert resolved.data["backend"] == "tiny" or name.startswith("data_prep"), name
         assert resolved.data["output"]["name"].startswith("tiny-"), name

@@ -24,8 +24,17 @@ def flat(text: str) -> str:
 def test_super3_help_groups_stages_in_panels_in_recipe_order() -> None:
     out = cli("super3", "--help").stdout
     panels = [line.rstrip(":") for line in out.splitlines() if line and not line.startswith(" ") and line.endswith(":")]
-    assert panels[panels.index("Data") :] == ["Data", "Training", "Quantization", "Evaluation", "Pipeline", "Configs"]
-    assert "Stage order: data prep {pretrain, sft, rl} -> pretrain -> sft -> rl {rlvr, " in flat(out)
+    assert panels[panels.index("Data") :] == [
+        "Data",
+        "Checkpoints",
+        "Training",
+        "Quantization",
+        "Evaluation",
+        "Pipeline",
+        "Configs",
+    ]
+    assert "Stage order: data prep {pretrain, sft, rl} -> " in flat(out)
+    assert "-> pretrain -> sft -> rl {rlvr, " in flat(out)
     assert "rlhf} -> quantize -> eval." in flat(out)
     assert "nemotron super3 config ls" in flat(out)
 
