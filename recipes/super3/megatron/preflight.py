@@ -14,27 +14,15 @@ import importlib.metadata
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from nemotron.errors import UserError
+from nemotron.node.preflight import Check
 
 
-@dataclass(frozen=True)
-class _Check:
-    """Same shape as ``nemotron.node.preflight.Check`` (used when that module is absent)."""
-
-    name: str
-    ok: bool
-    detail: str
-
-
-def check(name: str, ok: bool, detail: str) -> Any:
-    """A ``nemotron.node.preflight.Check`` (the node's type) or its stand-in of the same shape."""
-    try:
-        from nemotron.node.preflight import Check
-    except ImportError:
-        Check = _Check
+def check(name: str, ok: bool, detail: str) -> Check:
+    """One row of the node's preflight table."""
     return Check(name=name, ok=ok, detail=detail)
 
 
@@ -152,3 +140,28 @@ def resolved_inputs(train_cfg: dict[str, Any]) -> dict[str, Any]:
     from nemotron.artifacts.node import resolve_inputs
 
     return resolve_inputs(train_cfg)
+
+
+def translation_checks(
+    train_cfg: dict[str, Any],
+    libraries: tuple[str, ...],
+    build: Callable[[dict[str, Any], dict[str, Any], Path], Any],
+    describe: Callable[[Any], str],
+) -> tuple[list[Check], Any | None]:
+    """Pinned versions, then the stage's translation on the node's real inputs.
+
+    Returns the checks so far and the translated job (None when a check failed), so each stage adds
+    only its own checks on top (tokenizer, recipe validation, ModelOpt configs).
+    """
+    checks = version_checks(libraries)
+    if not all(c.ok for c in checks):
+        return checks, None
+    output_dir = Path((train_cfg.get("job") or {}).get("output_dir") or ".")
+    built: dict[str, Any] = {}
+
+    def translate() -> str:
+        built["job"] = build(train_cfg, resolved_inputs(train_cfg), output_dir)
+        return describe(built["job"])
+
+    checks.append(guarded("inputs", translate))
+    return checks, built.get("job")

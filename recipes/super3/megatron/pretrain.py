@@ -163,9 +163,16 @@ def preflight(train_cfg: dict[str, Any]) -> list[Any]:
     """Node checks before torchrun: pinned versions, inputs and tokenizer, the recipe's own validation."""
     from super3.megatron import preflight as pf
 
-    checks = pf.version_checks(("megatron-bridge", "megatron-core"))
-    if not all(c.ok for c in checks):
-        return checks
+    checks, job = pf.translation_checks(
+        train_cfg,
+        ("megatron-bridge", "megatron-core"),
+        build_pretrain_job,
+        lambda job: "; ".join(job.notes) or "inputs resolved, blend.json shards present",
+    )
+    if job is not None:
+        checks.append(pf.guarded("tokenizer", lambda: pf.load_tokenizer(job, train_cfg)))
+        checks.append(pf.guarded("config", lambda: pf.validate_bridge_config(job, train_cfg)))
+    return checks
     output_dir = Path((train_cfg.get("job") or {}).get("output_dir") or ".")
     state: dict[str, Any] = {}
 

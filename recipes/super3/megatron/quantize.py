@@ -247,29 +247,25 @@ def preflight(train_cfg: dict[str, Any]) -> list[Any]:
     """Node checks before torchrun: pinned versions (ModelOpt too), inputs, the ModelOpt configs."""
     from super3.megatron import preflight as pf
 
-    checks = pf.version_checks(("megatron-bridge", "megatron-core", "nvidia-modelopt"))
-    if not all(c.ok for c in checks):
-        return checks
-    output_dir = Path((train_cfg.get("job") or {}).get("output_dir") or ".")
-    state: dict[str, Any] = {}
-
-    def translate() -> str:
-        state["job"] = build_quantize_job(train_cfg, pf.resolved_inputs(train_cfg), output_dir)
-        cal = state["job"]["calibration"]
+    def describe(job: dict[str, Any]) -> str:
+        cal = job["calibration"]
         n = len(calibration_samples(cal["data_dir"], cal["size"], cal["seq_length"], cal["metadata"]))
-        return f"model {state['job']['hf_model']}; {n} calibration sequences"
+        return f"model {job['hf_model']}; {n} calibration sequences"
+
+    checks, job = pf.translation_checks(
+        train_cfg, ("megatron-bridge", "megatron-core", "nvidia-modelopt"), build_quantize_job, describe
+    )
 
     def modelopt_configs() -> str:
         import modelopt.torch.quantization as mtq
 
-        names = [cfg["modelopt_config"] for cfg in state["job"]["configs"]]
+        names = [cfg["modelopt_config"] for cfg in job["configs"]]
         missing = [n for n in names if not isinstance(getattr(mtq, n, None), dict)]
         if missing:
             raise UserError(f"ModelOpt in this container has no {', '.join(missing)}")
         return ", ".join(names)
 
-    checks.append(pf.guarded("inputs", translate))
-    if "job" in state:
+    if job is not None:
         checks.append(pf.guarded("modelopt configs", modelopt_configs))
     return checks
 

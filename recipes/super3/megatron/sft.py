@@ -306,18 +306,12 @@ def preflight(train_cfg: dict[str, Any]) -> list[Any]:
     """Node checks before torchrun: pinned versions, inputs, merge script, the recipe's own validation."""
     from super3.megatron import preflight as pf
 
-    checks = pf.version_checks(("megatron-bridge", "megatron-core"))
-    if not all(c.ok for c in checks):
-        return checks
-    output_dir = Path((train_cfg.get("job") or {}).get("output_dir") or ".")
-    state: dict[str, Any] = {}
-
-    def translate() -> str:
-        state["job"] = build_sft_job(train_cfg, pf.resolved_inputs(train_cfg), output_dir)
-        return "; ".join(state["job"].notes) or "inputs resolved"
-
-    checks.append(pf.guarded("inputs", translate))
-    job = state.get("job")
+    checks, job = pf.translation_checks(
+        train_cfg,
+        ("megatron-bridge", "megatron-core"),
+        build_sft_job,
+        lambda job: "; ".join(job.notes) or "inputs resolved",
+    )
     if job is not None and job.lora_merge:
         script = merge_script()
         checks.append(pf.check("merge_lora", script.is_file(), str(script)))
