@@ -129,8 +129,8 @@ def test_sync_reads_the_wandb_section_of_env_toml(chain, registry, tmp_path, mon
     assert sync_settings("flag", None)["project"] == "flag"
     # in a child process: wandb keeps process-wide state that would leak into the other W&B tests
     env = {**os.environ, "NEMOTRON_ENV_FILE": str(env), "WANDB_API_KEY": "0" * 40, "WANDB_DIR": str(tmp_path)}
-    for var in ("WANDB_PROJECT", "WANDB_BASE_URL", "WANDB_MODE"):
-        env.pop(var, None)
+    for var in ("WANDB_PROJECT", "WANDB_BASE_URL", "WANDB_MODE", "WANDB_SERVICE"):
+        env.pop(var, None)  # WANDB_SERVICE: another test's W&B service in this process; the child starts its own
     done = subprocess.run(
         [sys.executable, "-m", "nemotron.cli.main", "artifacts", "sync", "--root", str(registry.root)],
         capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path,

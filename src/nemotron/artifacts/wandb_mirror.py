@@ -22,6 +22,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -281,15 +282,28 @@ def _api(settings: WandbSettings):
     if settings.entity:
         overrides["entity"] = settings.entity
     overrides["project"] = settings.project
-    try:
-        api = wandb.Api(overrides=overrides, timeout=int(settings.http_timeout))
-        _ = api.default_entity  # forces one authenticated request now, not halfway through sync
-        return api
-    except Exception as exc:  # noqa: BLE001
-        raise UserError(
-            f"cannot reach W&B ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
-            hint="run sync where the network and WANDB_API_KEY are available; the local registry is unaffected",
-        ) from exc
+    hint = "run sync where the network and WANDB_API_KEY are available; the local registry is unaffected"
+    outcome: dict[str, Any] = {}
+
+    def connect() -> None:
+        try:
+            api = wandb.Api(overrides=overrides, timeout=int(settings.http_timeout))
+            _ = api.default_entity  # forces one authenticated request now, not halfway through sync
+            outcome["api"] = api
+        except Exception as exc:  # noqa: BLE001
+            outcome["error"] = exc
+
+    # wandb retries a refused connection for a while on top of the per-request timeout; a daemon
+    # thread bounds the whole check so an unreachable server is one line after ~2x http_timeout.
+    probe = threading.Thread(target=connect, name="wandb-connect", daemon=True)
+    probe.start()
+    probe.join(timeout=2 * settings.http_timeout + 5)
+    if "api" in outcome:
+        return outcome["api"]
+    exc = outcome.get("error")
+    if exc is None:
+        raise UserError(f"cannot reach W&B (no answer within {2 * settings.http_timeout + 5:.0f} s)", hint=hint)
+    raise UserError(f"cannot reach W&B ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})", hint=hint) from exc
 
 
 def _upload_offline(settings: WandbSettings, run_dir: str) -> None:
