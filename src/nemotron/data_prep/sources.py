@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from nemotron.config.overrides import get_dotted
 from nemotron.errors import UserError
 from nemotron.paths import REPO_ROOT
 
@@ -297,12 +298,7 @@ def get_field(record: dict[str, Any], name: str) -> Any:
         return record[name]
     if "." not in name:
         return MISSING
-    value: Any = record
-    for part in name.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return MISSING
-        value = value[part]
-    return value
+    return get_dotted(record, name, MISSING)
 
 
 def _columns(fields: list[str], names: list[str]) -> list[str]:
