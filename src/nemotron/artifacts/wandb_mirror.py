@@ -295,14 +295,15 @@ def _api(settings: WandbSettings):
 
     # wandb retries a refused connection for a while on top of the per-request timeout; a daemon
     # thread bounds the whole check so an unreachable server is one line after ~2x http_timeout.
+    deadline_s = 2 * settings.http_timeout + 5
     probe = threading.Thread(target=connect, name="wandb-connect", daemon=True)
     probe.start()
-    probe.join(timeout=2 * settings.http_timeout + 5)
+    probe.join(timeout=deadline_s)
     if "api" in outcome:
         return outcome["api"]
     exc = outcome.get("error")
     if exc is None:
-        raise UserError(f"cannot reach W&B (no answer within {2 * settings.http_timeout + 5:.0f} s)", hint=hint)
+        raise UserError(f"cannot reach W&B (no answer within {deadline_s:.0f} s)", hint=hint)
     raise UserError(f"cannot reach W&B ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})", hint=hint) from exc
 
 
