@@ -66,6 +66,12 @@ def check_learning(registry: Registry) -> dict[str, float]:
     results = read_results(registry.get("tiny-eval-results:latest").path)  # every stage's model, side by side
     assert [m["label"] for m in results["models"]] == ["pretrain", "sft", "rl.rlvr", "fp8", "nvfp4"], results
     assert [m["baseline"] for m in results["models"]] == [None, None, "sft", "rl.rlvr", "rl.rlvr"]
+    from nemotron.node.results import primary_scores
+
+    addition = {m["label"]: primary_scores(m, results["primary"])["tiny_addition"] for m in results["models"]}
+    assert addition["sft"] > addition["pretrain"] + 0.3, addition  # SFT teaches the task
+    assert addition["rl.rlvr"] >= addition["sft"], addition  # RL publishes no policy worse at its task
+    assert rl["val_source"] == "train" and rl["num_val_prompts"] == 100, rl  # the closed task, all of it
     return {
         "pretrain_loss": (pre["initial_train_loss"], pre["final_train_loss"]),
         "sft_masked_loss": (sft["masked_loss_before"], sft["masked_loss_after"]),

@@ -3,7 +3,8 @@
 The GRPO tests are self-contained: a fresh tiny NemotronH (the shipped model section) is taught the
 addition format with a few hundred plain causal-LM steps, until its sampled reward is mid-range
 (~0.4-0.55) instead of 0 or 1; then the real TRL ``GRPOTrainer`` runs through ``rl.run`` with the
-shipped ``configs/super3/rl/rlvr/tiny.yaml`` (only the step count shortened) on 16 of the prompts.
+shipped ``configs/super3/rl/rlvr/tiny.yaml`` (sizes, rate and temperature set for 16 prompts, see
+``_train_cfg``) on 16 of the prompts.
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ def test_extract_answer_stops_at_end_of_turn_and_strips():
         ("7", "7", 1.0),
         (" 7\n", "7", 1.0),
         ("7<|im_end|>", "7", 1.0),
-        ("17", "7", rewards.FORMAT_CREDIT),  # well-formed but wrong
-        ("-3", "7", rewards.FORMAT_CREDIT),
+        ("17", "7", 0.0),  # well-formed but wrong: binary, as NeMo-RL's math environment
+        ("-3", "7", 0.0),
         ("7 apples", "7", 0.0),  # not exactly the answer, not a number
         ("seven", "7", 0.0),
         ("", "7", 0.0),
@@ -82,7 +83,7 @@ def test_math_reward_trl_signature_and_termination():
         trainer_state=object(),
         log_metric=lambda *a: None,
     )
-    assert out == [1.0, rewards.FORMAT_CREDIT, 0.0, 1.0]
+    assert out == [1.0, 0.0, 0.0, 1.0]
     # without end ids the text alone decides
     assert rewards.math_reward(["p"], ["7"], answer=["7"]) == [1.0]
     with pytest.raises(ValueError):
@@ -293,10 +294,13 @@ def warm(tmp_path_factory, tiny_tokenizer, tiny_model_section) -> types.SimpleNa
 def _train_cfg(seed: int, steps: int = RL_STEPS, **grpo) -> dict:
     cfg = _rl_yaml()
     cfg["seed"] = seed
-    cfg["grpo"].update({"max_num_steps": steps, "val_period": 20, **grpo})
-    # The mechanics under test (GRPO raises the sampled reward on a warmed-up policy) need a rate that
-    # moves it within 40 steps; the chain's own rate (2e-4) is tuned to protect prose, not for this.
-    cfg["policy"]["lr"] = 5.0e-4
+    cfg["grpo"].update({"max_num_steps": steps, "val_period": 20, "num_prompts_per_step": 8, **grpo})
+    # The mechanics under test (GRPO raises the sampled reward on a warmed-up policy) on 16 prompts:
+    # 8 prompts x 8 samples per step at T=1, 4 optimizer steps of 16 each at a rate that moves the
+    # reward within 40 steps. The chain's own sizes (configs/super3/rl/rlvr/tiny.yaml) are tuned for
+    # greedy accuracy on all 100 prompts, which needs more samples per step than this test can afford.
+    cfg["policy"].update({"lr": 5.0e-4, "train_global_batch_size": 16, "train_micro_batch_size": 16})
+    cfg["policy"]["generation"]["temperature"] = 1.0
     cfg["checkpoint"]["save_interval"] = 10
     return cfg
 

@@ -5,21 +5,20 @@ backend keeps the same name so one config key selects the reward at both scales.
 string work (no model, no sandbox) so it is unit tested directly and cannot be gamed: the completion
 counts as correct only when the text the model wrote before ending its turn is exactly the answer.
 
-Scores: 1.0 for the exact answer; ``FORMAT_CREDIT`` for a well-formed but wrong integer (it keeps a
-gradient towards the answer format when every sample of a group is wrong); 0.0 otherwise, including a
-completion that never ended its turn (cut off at ``max_new_tokens``).
+Scores are binary, as in NeMo-RL's math environment: 1.0 for the exact answer, 0.0 otherwise, including
+a completion that never ended its turn (cut off at ``max_new_tokens``). An earlier partial credit (0.1 for
+a well-formed wrong integer) made RL worse: with group-normalised advantages, a group of wrong integers
+plus one malformed answer pushes every wrong integer up with a full-size advantage. Measured on the tiny
+chain's SFT model (greedy addition 0.76, same RL settings): with the credit 0.76 -> 0.66, binary 0.76 -> 0.79.
 """
 
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 END_OF_TURN = "<|im_end|>"
-FORMAT_CREDIT = 0.1
-_INTEGER = re.compile(r"[+-]?\d+")
 
 RewardFunc = Callable[..., list[float]]
 
@@ -36,21 +35,11 @@ def extract_answer(completion: str) -> str:
     return completion.split(END_OF_TURN, 1)[0].strip()
 
 
-def is_well_formed_number(text: str) -> bool:
-    """True when ``text`` is a plain integer such as ``7`` or ``-12`` (the shape every answer has)."""
-    return _INTEGER.fullmatch(text) is not None
-
-
 def score_answer(completion: str, answer: str, *, terminated: bool = True) -> float:
     """Score one completion against the reference ``answer`` (see the module docstring for the scale)."""
     if not terminated:
         return 0.0
-    given = extract_answer(completion)
-    if given == answer.strip():
-        return 1.0
-    if is_well_formed_number(given):
-        return FORMAT_CREDIT
-    return 0.0
+    return 1.0 if extract_answer(completion) == answer.strip() else 0.0
 
 
 def ended_turn(ids: Iterable[int], end_token_ids: Iterable[int]) -> bool:
