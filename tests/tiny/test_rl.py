@@ -294,7 +294,9 @@ def warm(tmp_path_factory, tiny_tokenizer, tiny_model_section) -> types.SimpleNa
 def _train_cfg(seed: int, steps: int = RL_STEPS, **grpo) -> dict:
     cfg = _rl_yaml()
     cfg["seed"] = seed
-    cfg["grpo"].update({"max_num_steps": steps, "val_period": 20, "num_prompts_per_step": 8, **grpo})
+    cfg["grpo"].update(
+        {"max_num_steps": steps, "val_period": 20, "num_prompts_per_step": 8, "num_generations_per_prompt": 8, **grpo}
+    )
     # The mechanics under test (GRPO raises the sampled reward on a warmed-up policy) on 16 prompts:
     # 8 prompts x 8 samples per step at T=1, 4 optimizer steps of 16 each at a rate that moves the
     # reward within 40 steps. The chain's own sizes (configs/super3/rl/rlvr/tiny.yaml) are tuned for
