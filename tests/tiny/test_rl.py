@@ -380,6 +380,24 @@ def test_rerun_resumes_from_last_checkpoint(warm, tmp_path):
     assert second["steps"] == 6
 
 
+def test_empty_val_split_validates_on_the_training_prompts(warm, tmp_path, capsys):
+    """A closed task whose data holds nothing out (the tiny chain) validates on its training prompts, says
+    so in the log and records it; a data dir with val rows validates on those."""
+    import shutil
+
+    from super3.tiny import rl
+
+    data = tmp_path / "data"
+    shutil.copytree(warm.inputs["data"].path, data)
+    (data / "val.jsonl").write_text("")
+    inputs = {**warm.inputs, "data": types.SimpleNamespace(path=data, metadata={})}
+    meta = rl.run(_train_cfg(5, steps=1, val_period=0), inputs, tmp_path / "out")
+    assert meta["val_source"] == "train" and meta["num_val_prompts"] == RL_PROMPTS
+    assert f"validating on the {RL_PROMPTS} training prompts" in capsys.readouterr().out
+    held_out = rl.run(_train_cfg(5, steps=1, val_period=0), warm.inputs, tmp_path / "out2")
+    assert held_out["val_source"] == "val" and held_out["num_val_prompts"] == 10
+
+
 def test_run_rejects_missing_inputs(tmp_path):
     from super3.tiny import rl
 

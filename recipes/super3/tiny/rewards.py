@@ -5,8 +5,10 @@ backend keeps the same name so one config key selects the reward at both scales.
 string work (no model, no sandbox) so it is unit tested directly and cannot be gamed: the completion
 counts as correct only when the text the model wrote before ending its turn is exactly the answer.
 
-Scores are binary, as in NeMo-RL's math environment: 1.0 for the exact answer, 0.0 otherwise, including
-a completion that never ended its turn (cut off at ``max_new_tokens``). An earlier partial credit (0.1 for
+Scores are binary, as in NeMo-RL's math environment (NVIDIA-NeMo/RL super-v3@9c77bef6be4b
+``nemo_rl/environments/math_environment.py``: ``hf_math_verify`` scores 1.0 or 0.0 and the rewards are
+multiplied by ``is_end``): 1.0 for the exact answer, 0.0 otherwise, including a completion that never
+ended its turn (cut off at ``max_new_tokens``). An earlier partial credit (0.1 for
 a well-formed wrong integer) made RL worse: with group-normalised advantages, a group of wrong integers
 plus one malformed answer pushes every wrong integer up with a full-size advantage. Measured on the tiny
 chain's SFT model (greedy addition 0.76, same RL settings): with the credit 0.76 -> 0.66, binary 0.76 -> 0.79.
