@@ -393,6 +393,7 @@ def test_empty_val_split_validates_on_the_training_prompts(warm, tmp_path, capsy
     inputs = {**warm.inputs, "data": types.SimpleNamespace(path=data, metadata={})}
     meta = rl.run(_train_cfg(5, steps=1, val_period=0), inputs, tmp_path / "out")
     assert meta["val_source"] == "train" and meta["num_val_prompts"] == RL_PROMPTS
+    assert meta["val_p_correct_before"] == meta["train_p_correct_before"]
     assert f"validating on the {RL_PROMPTS} training prompts" in capsys.readouterr().out
     held_out = rl.run(_train_cfg(5, steps=1, val_period=0), warm.inputs, tmp_path / "out2")
     assert held_out["val_source"] == "val" and held_out["num_val_prompts"] == 10

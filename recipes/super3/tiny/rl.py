@@ -237,6 +237,15 @@ def answer_probability(model: Any, tokenizer: Any, rows: list[dict[str, str]], b
     return total / len(rows)
 
 
+def p_correct_by_split(
+    model: Any, tokenizer: Any, train_rows: list[dict[str, str]], val_rows: list[dict[str, str]]
+) -> dict[str, float | None]:
+    """``answer_probability`` on the train and val prompts, computed once when validation scores the
+    training prompts themselves (a closed task whose data holds nothing out)."""
+    train = answer_probability(model, tokenizer, train_rows)
+    return {"train": train, "val": train if val_rows is train_rows else answer_probability(model, tokenizer, val_rows)}
+
+
 def window_mean(values: list[float], window: int, *, last: bool) -> float | None:
     """Mean of the first or last ``window`` values (None when empty)."""
     if not values:
@@ -431,8 +440,7 @@ def run(train_cfg: dict[str, Any], inputs: dict[str, Any], output_dir: pathlib.P
 
     ends = end_token_ids(model, tokenizer)
     val_before = greedy_accuracy(model, tokenizer, val_rows, plan.max_new_tokens)
-    prob_before = {"train": answer_probability(model, tokenizer, train_rows)}
-    prob_before["val"] = answer_probability(model, tokenizer, val_rows)
+    prob_before = p_correct_by_split(model, tokenizer, train_rows, val_rows)
     print(f"rl before: val greedy accuracy {val_before}, p(correct) {_fmt(prob_before)}", flush=True)
 
     val_curve: list[dict[str, Any]] = []
@@ -460,8 +468,7 @@ def run(train_cfg: dict[str, Any], inputs: dict[str, Any], output_dir: pathlib.P
     model = trainer.model
     # "after" is the trained policy (what GRPO did); the published one may be an earlier, better-validated one
     val_after = greedy_accuracy(model, tokenizer, val_rows, plan.max_new_tokens)
-    prob_after = {"train": answer_probability(model, tokenizer, train_rows)}
-    prob_after["val"] = answer_probability(model, tokenizer, val_rows)
+    prob_after = p_correct_by_split(model, tokenizer, train_rows, val_rows)
     print(f"rl after: val greedy accuracy {val_after}, p(correct) {_fmt(prob_after)}", flush=True)
     last_step = trainer.state.global_step // plan.optimizer_steps_per_grpo_step
     best.offer(model, val_after, last_step)
